@@ -1,0 +1,135 @@
+"""One action, one form validator per catalogue service and one question per slot, generated."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from bot.actions.context import context_for
+from intents import slots as slot_rules
+from intents.handlers import run_service, summarise
+from intents.runtime import Context
+from intents.services import Service, catalogue
+
+CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消", "payload": "/cancel"}]
+DECLINED = "好的，已取消，没有为您办理任何业务。"
+
+
+def reset_events(service: Service) -> list[EventType]:
+    return [SlotSet(name, None) for name in [*service.slots, "confirmed", "requested_slot"]]
+
+
+class ServiceAction(Action, ABC):
+    """Answers a service once its form (if any) is complete."""
+
+    @property
+    @abstractmethod
+    def service(self) -> Service: ...
+
+    def name(self) -> str:
+        return f"action_svc_{self.service.id}"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        if self.service.confirm and tracker.get_slot("confirmed") is False:
+            dispatcher.utter_message(text=DECLINED)
+        else:
+            answer = await run_service(self.service, await context_for(tracker))
+            dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+        return reset_events(self.service)
+
+
+class ServiceFormValidation(FormValidationAction, ABC):
+    """Checks each answer against the city's data, in the order the form asks for them."""
+
+    @property
+    @abstractmethod
+    def service(self) -> Service: ...
+
+    def name(self) -> str:
+        return f"validate_{self.service.form}"
+
+    async def get_validation_events(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[EventType]:
+        incoming: dict[str, Any] = tracker.slots_to_validate()
+        context: Context = await context_for(tracker)
+        checked: dict[str, Any] = {}
+        for name in self.service.slots:  # catalogue order: hospital before department
+            if name not in incoming or incoming[name] is None:
+                continue
+            result = await slot_rules.validate(name, incoming[name], context)
+            if result.message:
+                dispatcher.utter_message(text=result.message, buttons=result.buttons)
+            checked[name] = result.value
+            context.slots[name] = result.value
+            tracker.slots[name] = result.value
+        if "confirmed" in incoming:
+            checked["confirmed"] = incoming["confirmed"]
+        return [SlotSet(name, value) for name, value in checked.items()]
+
+
+class AskSlot(Action, ABC):
+    """Asks for one slot, offering the data's choices (departments of the chosen hospital…) as buttons."""
+
+    @property
+    @abstractmethod
+    def slot(self) -> str: ...
+
+    def name(self) -> str:
+        return f"action_ask_{self.slot}"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        context = await context_for(tracker)
+        question, buttons = await slot_rules.ask(self.slot, context)
+        dispatcher.utter_message(text=question, buttons=buttons)
+        return []
+
+
+class AskConfirmation(Action):
+    def name(self) -> str:
+        return "action_ask_confirmed"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        service = _service_of_form(tracker.active_loop.get("name"))
+        summary = await summarise(service, await context_for(tracker))
+        dispatcher.utter_message(text=f"{summary}\n确认办理请回复“确认”，放弃请回复“取消”。", buttons=CONFIRM_BUTTONS)
+        return []
+
+
+class CancelService(Action):
+    def name(self) -> str:
+        return "action_cancel"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        form = tracker.active_loop.get("name")
+        if not form:
+            dispatcher.utter_message(text="好的。当前没有正在办理的业务，还有什么可以帮您？")
+            return []
+        service = _service_of_form(form)
+        dispatcher.utter_message(text=f"好的，已退出“{service.name}”，没有为您办理任何业务。")
+        return [ActiveLoop(None), *reset_events(service)]
+
+
+def _service_of_form(form: str | None) -> Service:
+    return next(s for s in catalogue().services if s.form == form)
+
+
+def _generate() -> dict[str, type[Action]]:
+    """Concrete classes per service and slot; rasa-sdk registers every concrete (non-abstract) Action."""
+    generated: dict[str, type[Action]] = {}
+    for service in catalogue().services:
+        generated[f"Svc_{service.id}"] = type(f"Svc_{service.id}", (ServiceAction,), {"service": service})
+        if service.form:
+            name = f"Validate_{service.id}"
+            generated[name] = type(name, (ServiceFormValidation,), {"service": service})
+    for slot in catalogue().slots:
+        generated[f"Ask_{slot}"] = type(f"Ask_{slot}", (AskSlot,), {"slot": slot})
+    return generated
+
+
+globals().update(_generate())

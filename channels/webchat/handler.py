@@ -1,0 +1,184 @@
+"""Web chat: the page, a WebSocket per browser tab, and a REST endpoint for integrations.
+
+A session id names a citizen's web chat; it is random, issued by the server, kept by the browser in
+localStorage, and is the only credential: whoever holds it can continue that conversation."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from channels.base import InboundMessage, MessageHandler, Reply, TurnResult
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "webchat"
+STATIC = Path(__file__).with_name("static")
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+BAD_FRAME = "消息格式不正确，请刷新页面后重试。"
+BAD_REQUEST = {
+    "json": "请求体必须是UTF-8编码的JSON对象。",
+    "session": "session必须是8到64位的字母、数字、下划线或连字符。",
+    "text": "text必须是字符串。",
+    "id": "id必须是1到64位的字母、数字或 _.:- 字符。",
+}
+REFUSAL_STATUS = {"empty": 400, "too_long": 413, "rate_limited": 429}
+
+History = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+class PubSub(Protocol):
+    async def publish(self, topic: str, message: dict[str, Any]) -> None: ...
+
+    def subscribe(self, topic: str) -> contextlib.AbstractAsyncContextManager[Any]: ...
+
+
+def new_session() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class WebChatChannel:
+    name = CHANNEL
+
+    def __init__(self, pubsub: PubSub, history: History) -> None:
+        self.pubsub, self.history = pubsub, history
+
+    def routes(self, handler: MessageHandler) -> list[web.RouteDef]:
+        self.handler = handler
+        return [
+            web.get("/", self.page),
+            web.static("/static/webchat", STATIC),
+            web.get("/ws/webchat", self.websocket),
+            web.post("/api/webchat/messages", self.rest_message),
+        ]
+
+    async def deliver(self, address: str, replies: list[Reply], in_reply_to: str | None) -> None:
+        for reply in replies:
+            await self.pubsub.publish(topic(address), {"type": "reply", "in_reply_to": in_reply_to, **reply.as_dict()})
+
+    async def page(self, _request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    # --- REST -------------------------------------------------------------------------------
+
+    async def rest_message(self, request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.text(errors="strict"))
+        except (UnicodeDecodeError, ValueError):
+            return _error(400, "json", BAD_REQUEST["json"])
+        if not isinstance(body, dict):
+            return _error(400, "json", BAD_REQUEST["json"])
+        session, text, message_id = body.get("session"), body.get("text"), body.get("id") or uuid.uuid4().hex
+        if not isinstance(session, str) or not SESSION_RE.match(session):
+            return _error(400, "session", BAD_REQUEST["session"])
+        if not isinstance(text, str):
+            return _error(400, "text", BAD_REQUEST["text"])
+        if not isinstance(message_id, str) or not MESSAGE_ID_RE.match(message_id):
+            return _error(400, "id", BAD_REQUEST["id"])
+        result = await self.handler.handle(_inbound(session, message_id, text))
+        if result.refusal:
+            return _error(REFUSAL_STATUS.get(result.refusal_code or "", 400), result.refusal_code, result.refusal)
+        return web.json_response(
+            {"session": session, "replies": [r.as_dict() for r in result.replies], "duplicate": result.duplicate},
+            dumps=_dumps,
+        )
+
+    # --- WebSocket --------------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=16 * 1024)
+        await ws.prepare(request)
+        session = request.query.get("session", "")
+        if not SESSION_RE.match(session):
+            session = new_session()  # unknown or malformed: start a fresh conversation
+        socket_id = uuid.uuid4().hex
+        await ws.send_json(
+            {"type": "session", "session": session, "history": await self.history(session)}, dumps=_dumps
+        )
+        async with self.pubsub.subscribe(topic(session)) as subscription:
+            forward = request.app.loop.create_task(_forward(subscription, ws, socket_id))
+            try:
+                async for frame in ws:
+                    if frame.type == WSMsgType.TEXT:
+                        await self._on_frame(ws, session, socket_id, frame.data)
+                    elif frame.type == WSMsgType.BINARY:
+                        await _send(ws, {"type": "error", "error": BAD_FRAME, "in_reply_to": None})
+            finally:
+                forward.cancel()
+        return ws
+
+    async def _on_frame(self, ws: web.WebSocketResponse, session: str, socket_id: str, data: str) -> None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            frame = None
+        ok = (
+            isinstance(frame, dict)
+            and frame.get("type") == "message"
+            and isinstance(frame.get("text"), str)
+            and isinstance(frame.get("id"), str)
+            and MESSAGE_ID_RE.match(frame["id"])
+        )
+        if not ok:
+            await _send(ws, {"type": "error", "error": BAD_FRAME, "in_reply_to": None})
+            return
+        message_id = frame["id"]
+        display = frame.get("display") if isinstance(frame.get("display"), str) else None
+        await _send(ws, {"type": "typing"})
+        result = await self.handler.handle(_inbound(session, message_id, frame["text"]))
+        if result.refusal:
+            await _send(ws, {"type": "error", "error": result.refusal, "in_reply_to": message_id})
+        elif not result.duplicate:
+            # Other tabs of this session see the citizen's message and the answers too.
+            await self.pubsub.publish(
+                topic(session), {"type": "echo", "text": display or frame["text"], "origin": socket_id}
+            )
+        for reply in result.replies:
+            frame_out = {"type": "reply", "in_reply_to": message_id, **reply.as_dict()}
+            await _send(ws, frame_out)
+            if not result.duplicate:
+                await self.pubsub.publish(topic(session), {**frame_out, "in_reply_to": None, "origin": socket_id})
+        await _send(ws, {"type": "done", "in_reply_to": message_id})
+
+
+def topic(session: str) -> str:
+    return f"{CHANNEL}:{session}"
+
+
+def _inbound(session: str, message_id: str, text: str) -> InboundMessage:
+    # Scoped by session: one browser must not fetch another session's replies by guessing an id.
+    return InboundMessage(channel=CHANNEL, sender=session, external_id=f"{session}:{message_id}", text=text)
+
+
+async def _forward(subscription: Any, ws: web.WebSocketResponse, socket_id: str) -> None:
+    while not ws.closed:
+        message = await subscription.get()
+        if message.pop("origin", None) != socket_id:
+            await _send(ws, message)
+
+
+async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
+    if not ws.closed:
+        with contextlib.suppress(ConnectionResetError):
+            await ws.send_json(frame, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _error(status: int, code: str | None, message: str) -> web.Response:
+    return web.json_response({"error": message, "code": code}, status=status, dumps=_dumps)
+
+
+__all__ = ["CHANNEL", "TurnResult", "WebChatChannel", "new_session"]

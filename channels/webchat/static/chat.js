@@ -1,0 +1,330 @@
+// 克拉玛依市民服务助手 — web chat client. Plain ES2020, no build step.
+// Protocol: JSON text frames over /ws/webchat (see the gateway's webchat channel).
+"use strict";
+
+(() => {
+  const SESSION_KEY = "citygw.session";
+  const REPLY_TIMEOUT_MS = 30000; // no "done" by then: re-send once with the same id
+  const BACKOFF_MAX_MS = 15000;
+
+  const $ = (sel) => document.querySelector(sel);
+  const messagesEl = $("#messages");
+  const scroller = $("#scroller");
+  const typingEl = $("#typing");
+  const statusEl = $("#status");
+  const form = $("#composer");
+  const input = $("#input");
+
+  let ws = null;
+  let ready = false; // socket open and the session frame received
+  let everConnected = false;
+  let backoff = 1000;
+  let reconnectTimer = null;
+  let serverTyping = false;
+  // Messages sent (or queued) that have not had their "done" yet, in send order.
+  // id -> {frame, sent, retried, timer}
+  const pending = new Map();
+  const sentIds = new Set(); // every id this tab sent
+  const doneIds = new Set(); // ids whose turn is over: a re-send's replayed replies are not shown twice
+  let shownSession = null; // the session whose history is on screen
+
+  // ---- small helpers -------------------------------------------------------
+
+  function storage(key, value) {
+    try {
+      if (value === undefined) return localStorage.getItem(key);
+      localStorage.setItem(key, value);
+    } catch {
+      return null; // storage disabled (private mode): the session lasts as long as the page
+    }
+    return null;
+  }
+
+  function newId() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    // crypto.randomUUID needs a secure context (https or localhost); build a v4 uuid by hand.
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  function setSession(id) {
+    if (!id) return;
+    storage(SESSION_KEY, id);
+    document.body.dataset.session = id;
+  }
+
+  function setStatus(state) {
+    const text = { open: "已连接", connecting: "连接中…", closed: "连接已断开，正在重连…" }[state];
+    statusEl.textContent = text;
+    statusEl.dataset.state = state;
+  }
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  function updateTyping() {
+    const waiting = serverTyping || [...pending.values()].some((m) => m.sent);
+    const stick = nearBottom();
+    typingEl.hidden = !waiting;
+    if (stick) scrollToBottom();
+  }
+
+  // ---- rendering (text always via textContent, never innerHTML) ------------
+
+  function addMessage(kind, text) {
+    const msg = document.createElement("div");
+    msg.className = `msg ${kind}`;
+    if (text) {
+      const body = document.createElement("div");
+      body.className = "text";
+      body.textContent = text;
+      msg.append(body);
+    }
+    messagesEl.append(msg);
+    return msg;
+  }
+
+  function enabledChips() {
+    return [...messagesEl.querySelectorAll(".quick-replies button:not(:disabled)")];
+  }
+
+  // A citizen message ends every earlier reply's quick replies.
+  function disableChips() {
+    for (const b of enabledChips()) b.disabled = true;
+  }
+
+  function addUser(text) {
+    disableChips();
+    addMessage("user", text);
+    scrollToBottom();
+  }
+
+  function addBot(text, buttons) {
+    const stick = nearBottom();
+    const msg = addMessage("bot", text);
+    if (Array.isArray(buttons) && buttons.length) {
+      const row = document.createElement("div");
+      row.className = "quick-replies";
+      for (const { title, payload } of buttons) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.textContent = title || payload;
+        b.dataset.payload = payload ?? title;
+        b.addEventListener("click", () => {
+          b.classList.add("chosen");
+          send(b.dataset.payload, b.textContent);
+        });
+        row.append(b);
+      }
+      msg.append(row);
+    }
+    if (stick) scrollToBottom();
+  }
+
+  function addNotice(text) {
+    const stick = nearBottom();
+    addMessage("system", text);
+    if (stick) scrollToBottom();
+  }
+
+  // A citizen message known only by its text (history, another tab's echo) may be a button
+  // payload: show the button's title, as the tab that clicked it did.
+  function displayFor(text) {
+    const chip = enabledChips().find((b) => b.dataset.payload === text);
+    if (!chip) return text;
+    chip.classList.add("chosen");
+    return chip.textContent;
+  }
+
+  function renderHistory(history) {
+    messagesEl.replaceChildren();
+    for (const item of history || []) {
+      if (item.direction === "in") addUser(item.display || displayFor(item.text));
+      else addBot(item.text, item.buttons);
+    }
+    // Messages not answered yet (typed while offline) stay on screen; they are sent next.
+    for (const m of pending.values()) addUser(m.frame.display || m.frame.text);
+    scrollToBottom();
+  }
+
+  // The history replaces what is shown on a page's first connection, and on a reconnection
+  // while nothing is in flight (it then brings what other tabs said meanwhile). While a sent
+  // message awaits its answer the screen is kept: the history cannot tell which of its
+  // entries that message is, and re-sending it (same id) makes the server replay its replies.
+  function onSession(f) {
+    setSession(f.session);
+    const inFlight = [...pending.values()].some((m) => m.sent);
+    if (shownSession !== f.session || !inFlight) renderHistory(f.history);
+    shownSession = f.session;
+  }
+
+  // ---- sending -------------------------------------------------------------
+
+  function transmit(m) {
+    if (!ready) return; // stays queued; flushed after the next session frame
+    ws.send(JSON.stringify(m.frame));
+    m.sent = true;
+    if (!m.timer) m.timer = setTimeout(() => onTimeout(m), REPLY_TIMEOUT_MS);
+  }
+
+  function onTimeout(m) {
+    m.timer = null;
+    if (!pending.has(m.frame.id)) return;
+    if (!m.retried) {
+      m.retried = true;
+      transmit(m);
+      return;
+    }
+    finish(m.frame.id, false);
+    addNotice("助手暂时没有回应，请稍后再试。");
+    updateTyping();
+  }
+
+  // The turn of message `id` is over; `answered` unless the client gave up waiting (a late
+  // answer is then still shown).
+  function finish(id, answered = true) {
+    if (id && answered) doneIds.add(id);
+    const m = pending.get(id);
+    if (m) {
+      clearTimeout(m.timer);
+      pending.delete(id);
+    }
+  }
+
+  function send(text, display) {
+    if (!text || !text.trim()) return;
+    const frame = { type: "message", id: newId(), text };
+    if (display) frame.display = display;
+    const m = { frame, sent: false, retried: false, timer: null };
+    pending.set(frame.id, m);
+    sentIds.add(frame.id);
+    addUser(display || text);
+    transmit(m);
+    updateTyping();
+  }
+
+  // ---- the socket ----------------------------------------------------------
+
+  function connect() {
+    reconnectTimer = null;
+    const session = storage(SESSION_KEY) || document.body.dataset.session;
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    let url = `${proto}//${location.host}/ws/webchat`;
+    if (session) url += `?session=${encodeURIComponent(session)}`;
+    setStatus(everConnected ? "closed" : "connecting");
+
+    const sock = new WebSocket(url);
+    ws = sock;
+    sock.addEventListener("message", (ev) => {
+      let frame;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      onFrame(frame);
+    });
+    sock.addEventListener("close", () => {
+      if (ws !== sock) return;
+      ready = false;
+      serverTyping = false;
+      for (const m of pending.values()) {
+        clearTimeout(m.timer);
+        m.timer = null;
+      }
+      setStatus(everConnected ? "closed" : "connecting");
+      updateTyping();
+      reconnectTimer = setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    });
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case "session":
+        onSession(f);
+        ready = true;
+        everConnected = true;
+        backoff = 1000;
+        setStatus("open");
+        // Queued and unanswered messages go (again) with their original ids: the server dedupes.
+        for (const m of pending.values()) transmit(m);
+        updateTyping();
+        break;
+      case "typing":
+        serverTyping = true;
+        updateTyping();
+        break;
+      case "reply":
+        if (doneIds.has(f.in_reply_to)) break; // a re-send's replay of replies already shown
+        addBot(f.text, f.buttons);
+        updateTyping();
+        break;
+      case "echo":
+        if (!(f.id && sentIds.has(f.id))) addUser(f.display || displayFor(f.text));
+        updateTyping();
+        break;
+      case "done":
+        finish(f.in_reply_to);
+        serverTyping = false;
+        updateTyping();
+        break;
+      case "error":
+        addNotice(f.error || "出错了，请稍后再试。");
+        if (f.in_reply_to) {
+          finish(f.in_reply_to);
+          serverTyping = false;
+        }
+        updateTyping();
+        break;
+      default:
+        break; // unknown frame types are ignored
+    }
+  }
+
+  // ---- input ---------------------------------------------------------------
+
+  function autosize() {
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, 120)}px`;
+  }
+
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    autosize();
+    send(text.trim());
+    input.focus();
+  });
+
+  input.addEventListener("keydown", (ev) => {
+    // Enter sends; Shift+Enter is a new line; Enter that confirms an IME candidate never sends.
+    if (ev.key !== "Enter" || ev.shiftKey || ev.isComposing || ev.keyCode === 229) return;
+    ev.preventDefault();
+    form.requestSubmit();
+  });
+  input.addEventListener("input", autosize);
+
+  // Come back quickly when the phone regains its network instead of waiting out the backoff.
+  window.addEventListener("online", () => {
+    if (reconnectTimer) {
+      clearTimeout(reconnectTimer);
+      backoff = 1000;
+      connect();
+    }
+  });
+
+  const saved = storage(SESSION_KEY);
+  if (saved) document.body.dataset.session = saved;
+  connect();
+})();

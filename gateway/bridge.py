@@ -1,0 +1,132 @@
+"""The bot bridge: one turn through Rasa's REST webhook, guarded by a timeout, a bounded retry
+and a circuit breaker, so a slow or dead Rasa costs a citizen seconds, not a hung chat."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger(__name__)
+
+
+class BotUnavailable(Exception):
+    """Rasa could not answer this turn (down, erroring, too slow, or the breaker is open)."""
+
+
+@dataclass
+class BotReply:
+    text: str = ""
+    buttons: list[dict[str, str]] = field(default_factory=list)
+    image: str | None = None
+    custom: dict[str, Any] | None = None
+
+    @classmethod
+    def from_rasa(cls, raw: dict[str, Any]) -> BotReply:
+        buttons = [
+            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))} for b in raw.get("buttons") or []
+        ]
+        return cls(text=raw.get("text") or "", buttons=buttons, image=raw.get("image"), custom=raw.get("custom"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "buttons": self.buttons}
+
+
+class CircuitBreaker:
+    """Closed → open after `failures` consecutive failures; after `reset_s` one trial call is let
+    through (half-open); its success closes the breaker, its failure opens it again."""
+
+    def __init__(self, failures: int, reset_s: float, clock=time.monotonic) -> None:
+        self.failures, self.reset_s, self._clock = failures, reset_s, clock
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._trial_running = False
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        return "half-open" if self._clock() - self._opened_at >= self.reset_s else "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._trial_running:
+            self._trial_running = True
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self._consecutive, self._opened_at, self._trial_running = 0, None, False
+
+    def record_failure(self) -> None:
+        self._consecutive += 1
+        self._trial_running = False
+        if self._opened_at is not None or self._consecutive >= self.failures:
+            self._opened_at = self._clock()
+
+
+class RasaBridge:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 2,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.retries = retries
+        self.breaker = breaker or CircuitBreaker(failures=3, reset_s=15.0)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def turn(self, sender: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
+        if not self.breaker.allow():
+            raise BotUnavailable("circuit open")
+        body = {"sender": sender, "message": text, "metadata": metadata}
+        url = f"{self.base_url}/webhooks/rest/webhook"
+        for attempt in range(self.retries + 1):
+            try:
+                async with self._http().post(url, json=body) as response:
+                    if response.status == 200:
+                        replies = [BotReply.from_rasa(r) for r in await response.json()]
+                        self.breaker.record_success()
+                        return replies
+                    reason = f"HTTP {response.status}"
+                    # 502/503 come from a proxy or a Rasa still loading: the turn never ran.
+                    retryable = response.status in (502, 503)
+            except aiohttp.ClientConnectorError as exc:
+                reason, retryable = f"connect: {exc.os_error}", True  # nothing reached Rasa
+            except TimeoutError:
+                # Rasa may still run this turn: re-sending it would answer twice.
+                reason, retryable = "timeout", False
+            except (aiohttp.ClientError, ValueError) as exc:
+                reason, retryable = f"{type(exc).__name__}", False
+            if not retryable or attempt == self.retries:
+                break
+            await asyncio.sleep(0.2 * 2**attempt)
+        self.breaker.record_failure()
+        log.warning("rasa turn failed: %s (breaker %s)", reason, self.breaker.state)
+        raise BotUnavailable(reason)
+
+    async def healthy(self) -> bool:
+        try:
+            async with self._http().get(f"{self.base_url}/status", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False

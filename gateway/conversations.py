@@ -1,0 +1,86 @@
+"""Citizens, their channel identities and conversations, and the message log."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.db.models import ChannelIdentity, Citizen, Conversation, Message, utcnow
+
+
+async def open_conversation(db: AsyncSession, channel: str, address: str) -> Conversation:
+    """The citizen's current conversation on this channel address, created on first contact."""
+    identity = (
+        await db.exec(
+            select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
+        )
+    ).first()
+    if identity is None:
+        try:
+            citizen = Citizen()
+            db.add(citizen)
+            await db.flush()
+            identity = ChannelIdentity(channel=channel, address=address, citizen_id=citizen.id)
+            db.add(identity)
+            await db.flush()
+        except IntegrityError:  # another process created it first
+            await db.rollback()
+            return await open_conversation(db, channel, address)
+    conversation = (
+        await db.exec(
+            select(Conversation)
+            .where(Conversation.identity_id == identity.id)
+            .order_by(col(Conversation.started_at).desc())
+        )
+    ).first()
+    if conversation is None:
+        conversation = Conversation(
+            id=uuid.uuid4().hex, citizen_id=identity.citizen_id, identity_id=identity.id, channel=channel
+        )
+        db.add(conversation)
+    identity.last_seen_at = conversation.last_active_at = utcnow()
+    db.add(identity)
+    await db.commit()
+    return conversation
+
+
+async def find_inbound(db: AsyncSession, channel: str, external_id: str) -> Message | None:
+    return (
+        await db.exec(
+            select(Message).where(
+                Message.channel == channel, Message.direction == "in", Message.external_id == external_id
+            )
+        )
+    ).first()
+
+
+async def replies_to(db: AsyncSession, message_id: int) -> list[Message]:
+    return list(
+        (await db.exec(select(Message).where(Message.in_reply_to == message_id).order_by(col(Message.id)))).all()
+    )
+
+
+async def history(db: AsyncSession, channel: str, address: str, limit: int) -> list[dict[str, Any]]:
+    """The latest messages of this address's conversations, oldest first."""
+    rows = (
+        await db.exec(
+            select(Message)
+            .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+            .join(ChannelIdentity, col(ChannelIdentity.id) == col(Conversation.identity_id))
+            .where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
+            .order_by(col(Message.id).desc())
+            .limit(limit)
+        )
+    ).all()
+    return [{"direction": m.direction, "text": m.text, "buttons": m.buttons or []} for m in reversed(rows)]
+
+
+async def citizen_of(db: AsyncSession, conversation_id: str) -> int:
+    conversation = await db.get(Conversation, conversation_id)
+    if conversation is None:
+        raise LookupError(conversation_id)
+    return conversation.citizen_id

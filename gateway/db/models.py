@@ -1,0 +1,182 @@
+"""Tables. Money is stored in fen (1/100 yuan) as integers; times are naive UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+# --- citizens and their conversations --------------------------------------------------------
+
+
+class Citizen(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str | None = Field(default=None, unique=True, max_length=32)
+    display_name: str | None = Field(default=None, max_length=64)
+    community_id: str | None = Field(default=None, foreign_key="community.id", index=True)
+    sms_opted_out: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ChannelIdentity(SQLModel, table=True):
+    """How a citizen is reached on one channel: a web chat session, a phone number, a WeChat openid."""
+
+    __table_args__ = (UniqueConstraint("channel", "address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    address: str = Field(max_length=128)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    """One thread with the assistant; its id is the Rasa sender id."""
+
+    id: str = Field(primary_key=True, max_length=40)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    identity_id: int = Field(foreign_key="channelidentity.id", index=True)
+    channel: str = Field(max_length=32)
+    started_at: datetime = Field(default_factory=utcnow)
+    last_active_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """Every message in and out. Inbound status: received → answered | bot_failed.
+    Outbound status: queued → sent → delivered | failed."""
+
+    __table_args__ = (UniqueConstraint("channel", "direction", "external_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: str = Field(foreign_key="conversation.id", index=True)
+    direction: str = Field(max_length=3)  # "in" | "out"
+    channel: str = Field(max_length=32)
+    external_id: str | None = Field(default=None, max_length=128)
+    text: str = ""
+    buttons: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    status: str = Field(default="received", max_length=16, index=True)
+    error: str | None = Field(default=None, max_length=255)
+    in_reply_to: int | None = Field(default=None, foreign_key="message.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# --- the city's reference data (seeded from the data pack) ------------------------------------
+
+
+class District(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+
+
+class Community(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    district_id: str = Field(foreign_key="district.id", index=True)
+
+
+class Hospital(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    district_id: str = Field(foreign_key="district.id")
+    address: str = ""
+    phone: str = ""
+
+
+class Cinema(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    district_id: str = Field(foreign_key="district.id")
+    address: str = ""
+
+
+class BankBranch(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    district_id: str = Field(foreign_key="district.id")
+    address: str = ""
+    hours: str = ""
+
+
+class UtilityAccount(SQLModel, table=True):
+    account_no: str = Field(primary_key=True, max_length=20)
+    kind: str = Field(max_length=16)  # water | electricity | gas | heating
+    holder: str = Field(max_length=32)
+    address: str = ""
+    period: str = Field(max_length=7)  # billing period "2026-11"
+    amount_due_fen: int = 0
+    balance_fen: int = 0
+
+
+# --- what citizens do ---------------------------------------------------------------------------
+
+
+class AppointmentSlot(SQLModel, table=True):
+    """Capacity of one hospital department for one half-day; booked is raised atomically."""
+
+    __table_args__ = (UniqueConstraint("hospital_id", "department_id", "day", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    hospital_id: str = Field(foreign_key="hospital.id")
+    department_id: str = Field(max_length=32)
+    day: date
+    period: str = Field(max_length=8)
+    capacity: int
+    booked: int = 0
+
+
+class Screening(SQLModel, table=True):
+    """One showing on one day; sold is raised atomically, seats are handed out in order."""
+
+    __table_args__ = (UniqueConstraint("showing_id", "day", "time"),)
+    id: int | None = Field(default=None, primary_key=True)
+    showing_id: str = Field(max_length=32)
+    day: date
+    time: str = Field(max_length=5)
+    capacity: int
+    sold: int = 0
+
+
+class Booking(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, max_length=20)
+    service_id: str = Field(max_length=64, index=True)
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id", index=True)
+    conversation_id: str | None = Field(default=None, max_length=40)
+    status: str = Field(default="confirmed", max_length=16)  # confirmed | cancelled
+    slot_id: int | None = Field(default=None, foreign_key="appointmentslot.id")
+    screening_id: int | None = Field(default=None, foreign_key="screening.id")
+    quantity: int = 1
+    amount_fen: int = 0
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    cancelled_at: datetime | None = None
+
+
+class Payment(SQLModel, table=True):
+    """One payment per account and billing period: a repeated confirm cannot pay twice."""
+
+    __table_args__ = (UniqueConstraint("account_no", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, max_length=24)
+    account_no: str = Field(foreign_key="utilityaccount.account_no", index=True)
+    period: str = Field(max_length=7)
+    amount_fen: int
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class QueueTicket(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("branch_id", "business_type", "day", "number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    branch_id: str = Field(foreign_key="bankbranch.id")
+    business_type: str = Field(max_length=16)
+    day: date
+    number: int
+    ticket: str = Field(max_length=8)
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
+    created_at: datetime = Field(default_factory=utcnow)

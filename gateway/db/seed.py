@@ -1,0 +1,55 @@
+"""Loads the city data pack into the database. Idempotent: rows that exist are left alone, so
+re-seeding never undoes a citizen's payment or booking."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, SQLModel
+
+from gateway.db.engine import sync_engine
+from gateway.db.models import BankBranch, Cinema, Community, District, Hospital, UtilityAccount
+from intents.city.pack import CityPack
+
+
+def rows(pack: CityPack) -> list[SQLModel]:
+    out: list[SQLModel] = [District(id=d.id, name=d.name) for d in pack.districts]
+    out += [Community(id=c.id, name=c.name, district_id=c.district) for c in pack.communities]
+    out += [
+        Hospital(id=h.id, name=h.name, district_id=h.district, address=h.address, phone=h.phone) for h in pack.hospitals
+    ]
+    out += [Cinema(id=c.id, name=c.name, district_id=c.district, address=c.address) for c in pack.cinemas]
+    out += [
+        BankBranch(id=b.id, name=b.name, district_id=b.district, address=b.address, hours=b.hours)
+        for b in pack.bank_branches
+    ]
+    out += [
+        UtilityAccount(
+            account_no=a.account_no,
+            kind=a.kind,
+            holder=a.holder,
+            address=a.address,
+            period=a.period,
+            amount_due_fen=round(a.amount_due_yuan * 100),
+            balance_fen=round(a.balance_yuan * 100),
+        )
+        for a in pack.utility_accounts
+    ]
+    return out
+
+
+def seed(url: str, pack: CityPack) -> int:
+    """Insert what is missing; returns how many rows were added."""
+    engine = sync_engine(url)
+    added = 0
+    with Session(engine) as db:
+        previous: type | None = None
+        for row in rows(pack):
+            if previous is not None and type(row) is not previous:
+                db.flush()  # parents before children: districts, then what refers to them
+            previous = type(row)
+            key = row.account_no if isinstance(row, UtilityAccount) else row.id
+            if db.get(type(row), key) is None:
+                db.add(row)
+                added += 1
+        db.commit()
+    engine.dispose()
+    return added

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any, Protocol
+
+
+class Subscription:
+    """Messages published to one topic, delivered to one local listener."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+
+    async def get(self, timeout: float | None = None) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    def offer(self, message: dict[str, Any]) -> None:
+        # A listener that stopped reading must not block the publisher: drop its oldest message.
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(message)
+
+
+class LocalFanout:
+    """Topic → local subscriptions; both state backends deliver through it."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+
+    def add(self, sub: Subscription) -> bool:
+        first = not self._subs[sub.topic]
+        self._subs[sub.topic].add(sub)
+        return first
+
+    def remove(self, sub: Subscription) -> bool:
+        subs = self._subs.get(sub.topic)
+        if subs is None:
+            return False
+        subs.discard(sub)
+        if not subs:
+            del self._subs[sub.topic]
+            return True
+        return False
+
+    def deliver(self, topic: str, message: dict[str, Any]) -> None:
+        for sub in list(self._subs.get(topic, ())):
+            sub.offer(message)
+
+
+class StateStore(Protocol):
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        """Set key if absent; True only for the first claimant within ttl_s."""
+
+    async def release(self, key: str) -> None: ...
+
+    async def get_json(self, key: str) -> Any | None: ...
+
+    async def set_json(self, key: str, value: Any, ttl_s: int | None = None) -> None: ...
+
+    async def hit(self, key: str, window_s: int) -> int:
+        """Count one event in the current fixed window; returns the count so far."""
+
+    async def publish(self, topic: str, message: dict[str, Any]) -> None: ...
+
+    def subscribe(self, topic: str) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...

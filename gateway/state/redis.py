@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.state.base import LocalFanout, Subscription
+
+log = logging.getLogger(__name__)
+PREFIX = "citygw:"
+
+
+class RedisState:
+    """Shared state in Redis. Pub/sub uses one pattern subscription per process, fanned out locally,
+    so a thousand open web chats cost one Redis connection rather than a thousand."""
+
+    def __init__(self, url: str) -> None:
+        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._fanout = LocalFanout()
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def claim(self, key: str, ttl_s: int) -> bool:
+        return bool(await self._redis.set(PREFIX + key, "1", nx=True, ex=ttl_s))
+
+    async def release(self, key: str) -> None:
+        await self._redis.delete(PREFIX + key)
+
+    async def get_json(self, key: str) -> Any | None:
+        raw = await self._redis.get(PREFIX + key)
+        return None if raw is None else json.loads(raw)
+
+    async def set_json(self, key: str, value: Any, ttl_s: int | None = None) -> None:
+        await self._redis.set(PREFIX + key, json.dumps(value, ensure_ascii=False), ex=ttl_s)
+
+    async def hit(self, key: str, window_s: int) -> int:
+        bucket = f"{PREFIX}{key}:{int(time.time() // window_s)}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            count, _ = await pipe.incr(bucket).expire(bucket, window_s).execute()
+        return int(count)
+
+    async def publish(self, topic: str, message: dict[str, Any]) -> None:
+        await self._redis.publish(f"{PREFIX}pub:{topic}", json.dumps(message, ensure_ascii=False))
+
+    async def _read(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await pubsub.psubscribe(f"{PREFIX}pub:*")
+        self._ready.set()
+        prefix_len = len(f"{PREFIX}pub:")
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message and message["type"] == "pmessage":
+                    try:
+                        payload = json.loads(message["data"])
+                    except ValueError:
+                        log.warning("dropped a malformed pub/sub message")
+                        continue
+                    self._fanout.deliver(message["channel"][prefix_len:], payload)
+        finally:
+            await pubsub.aclose()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
+        if self._reader is None or self._reader.done():
+            self._ready.clear()
+            self._reader = asyncio.create_task(self._read(), name="redis-pubsub")
+        await asyncio.wait_for(self._ready.wait(), 5)
+        sub = Subscription(topic)
+        self._fanout.add(sub)
+        try:
+            yield sub
+        finally:
+            self._fanout.remove(sub)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (aioredis.RedisError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        await self._redis.aclose()

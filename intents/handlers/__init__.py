@@ -1,0 +1,41 @@
+"""Handler kinds: a few generic behaviours that the catalogue's services are built from.
+
+A handler is `async def run(service, ctx) -> Answer`; services that confirm before acting also
+have `async def summary(service, ctx) -> str`. Register new kinds in HANDLERS / SUMMARIES."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from intents.handlers import culture, finance, health, transport, utilities
+from intents.runtime import Answer, Context
+from intents.services import Service
+
+Run = Callable[[Service, Context], Awaitable[Answer]]
+Summary = Callable[[Service, Context], Awaitable[str]]
+
+HANDLERS: dict[str, Run] = {
+    "bus_arrival": transport.bus_arrival,
+    "bus_line_info": transport.bus_line_info,
+    "hospital_appointment": health.book_appointment,
+    "hospital_appointment_cancel": health.cancel_appointment,
+    "movie_showtimes": culture.showtimes,
+    "movie_ticket_booking": culture.book_tickets,
+    "bill_query": utilities.bill_query,
+    "bill_payment": utilities.pay_bill,
+    "bank_queue_ticket": finance.queue_ticket,
+}
+SUMMARIES: dict[str, Summary] = {
+    "hospital_appointment": health.summary,
+    "movie_ticket_booking": culture.summary,
+    "bill_payment": utilities.summary,
+}
+
+
+async def run_service(service: Service, ctx: Context) -> Answer:
+    return await HANDLERS[service.handler](service, ctx)
+
+
+async def summarise(service: Service, ctx: Context) -> str:
+    summary = SUMMARIES.get(service.handler)
+    return await summary(service, ctx) if summary else f"您要办理“{service.name}”。"

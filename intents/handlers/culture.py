@@ -1,0 +1,135 @@
+"""Cinema: what is on where, and tickets for a showing with seats handed out in order."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from gateway.db.models import Booking, Screening
+from intents import lookup
+from intents.handlers.refs import new_ref, yuan
+from intents.runtime import Answer, Context, button
+from intents.services import Service
+
+
+def _day(ctx: Context) -> date:
+    return date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
+
+
+def _day_label(day: date, ctx: Context) -> str:
+    prefix = {0: "今天", 1: "明天", 2: "后天"}.get((day - ctx.today).days, "")
+    return f"{prefix}{day.month}月{day.day}日"
+
+
+async def showtimes(service: Service, ctx: Context) -> Answer:
+    pack, day = ctx.pack, _day(ctx)
+    film, cinema = ctx.slot("film"), ctx.slot("cinema")
+    if not film and not cinema:
+        lines = [f"{_day_label(day, ctx)}正在上映："]
+        lines += [
+            f"《{f.title}》{f.genre}，{f.minutes}分钟，{len(lookup.cinemas_showing(pack, f.title))}家影院"
+            for f in pack.films
+        ]
+        buttons = [button(f"《{f.title}》场次", "movie_showtimes", film=f.title) for f in pack.films]
+        return Answer("\n".join(lines), buttons)
+    now = ctx.now.strftime("%H:%M")
+    lines, buttons = [], []
+    for showing in lookup.showings(pack, film, cinema):
+        times = [t for t in showing.times if day > ctx.today or t > now]
+        if not times:
+            continue
+        f, c = pack.film(showing.film), pack.cinema(showing.cinema)
+        lines.append(f"《{f.title}》 {c.name}：{' '.join(times)}（{showing.price_yuan:g}元）")
+        buttons.append(button(f"买票：{f.title} {c.name}", "movie_ticket_booking", film=f.title, cinema=c.name))
+    what = "、".join(x for x in (f"《{film}》" if film else "", cinema or "") if x)
+    if not lines:
+        return Answer(f"{_day_label(day, ctx)}{what}没有可购票的场次了，可以问我明天的场次。")
+    return Answer(f"{_day_label(day, ctx)}{what}的场次：\n" + "\n".join(lines), buttons[:10])
+
+
+def _showing(ctx: Context):
+    return lookup.showing_at(ctx.pack, ctx.slot("film"), ctx.slot("cinema"), ctx.slot("show_time"))
+
+
+async def summary(service: Service, ctx: Context) -> str:
+    showing, count = _showing(ctx), int(ctx.slot("ticket_count"))
+    hall = ctx.pack.hall(showing.hall)
+    total = round(showing.price_yuan * 100) * count
+    return (
+        f"请确认购票：《{ctx.slot('film')}》 {ctx.slot('cinema')} {hall.name}，"
+        f"{_day_label(_day(ctx), ctx)} {ctx.slot('show_time')}，{count}张，共{yuan(total)}元。"
+    )
+
+
+async def _screening(ctx: Context, showing, capacity: int) -> Screening:
+    day, time = _day(ctx), ctx.slot("show_time")
+    async with ctx.sessions() as db:
+        query = select(Screening).where(
+            Screening.showing_id == showing.id, Screening.day == day, Screening.time == time
+        )
+        screening = (await db.exec(query)).first()
+        if screening is None:
+            db.add(Screening(showing_id=showing.id, day=day, time=time, capacity=capacity))
+            try:
+                await db.commit()
+            except IntegrityError:  # created by a concurrent booking
+                await db.rollback()
+            screening = (await db.exec(query)).one()
+        return screening
+
+
+def _seat_names(first: int, count: int, per_row: int) -> list[str]:
+    return [f"{i // per_row + 1}排{i % per_row + 1}座" for i in range(first, first + count)]
+
+
+async def book_tickets(service: Service, ctx: Context) -> Answer:
+    showing, count = _showing(ctx), int(ctx.slot("ticket_count"))
+    hall = ctx.pack.hall(showing.hall)
+    screening = await _screening(ctx, showing, hall.rows * hall.seats_per_row)
+    total = round(showing.price_yuan * 100) * count
+    for _attempt in range(5):
+        async with ctx.sessions() as db:
+            sold = (
+                await db.exec(
+                    update(Screening)
+                    .where(col(Screening.id) == screening.id, col(Screening.sold) + count <= col(Screening.capacity))
+                    .values(sold=Screening.sold + count)
+                    .returning(Screening.sold)
+                )
+            ).scalar()
+            if sold is None:
+                await db.rollback()
+                return Answer(f"抱歉，该场次剩余座位不足{count}张，请选择其他场次。")
+            seats = _seat_names(sold - count, count, hall.seats_per_row)
+            booking = Booking(
+                ref=new_ref("DY", ctx.now),
+                service_id=service.id,
+                citizen_id=ctx.citizen_id,
+                conversation_id=ctx.conversation_id,
+                screening_id=screening.id,
+                quantity=count,
+                amount_fen=total,
+                details={
+                    "film": ctx.slot("film"),
+                    "cinema": ctx.slot("cinema"),
+                    "hall": hall.name,
+                    "date": _day(ctx).isoformat(),
+                    "time": ctx.slot("show_time"),
+                    "seats": seats,
+                },
+            )
+            db.add(booking)
+            try:
+                await db.commit()
+            except IntegrityError:  # reference collision; the rollback returns the seats
+                await db.rollback()
+                continue
+        return Answer(
+            f"购票成功！订单号 {booking.ref}\n《{ctx.slot('film')}》 {ctx.slot('cinema')} {hall.name}\n"
+            f"{_day_label(_day(ctx), ctx)} {ctx.slot('show_time')}，座位：{'、'.join(seats)}\n"
+            f"共{yuan(total)}元。请凭订单号到影院自助机取票。"
+        )
+    raise RuntimeError("no free order reference after 5 attempts")

@@ -1,0 +1,84 @@
+"""Utility bills: query by account number, pay the current period's amount once."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from gateway.db.models import Payment, UtilityAccount
+from intents.handlers.refs import new_ref, yuan
+from intents.runtime import Answer, Context, button
+from intents.services import Service
+
+
+async def _account(ctx: Context) -> UtilityAccount:
+    async with ctx.sessions() as db:
+        account = await db.get(UtilityAccount, ctx.slot("account_no"))
+    if account is None:  # validated already; a vanished account is a data error
+        raise LookupError(ctx.slot("account_no"))
+    return account
+
+
+def _period(period: str) -> str:
+    year, month = period.split("-")
+    return f"{year}年{int(month)}月"
+
+
+async def bill_query(service: Service, ctx: Context) -> Answer:
+    account = await _account(ctx)
+    kind = ctx.pack.utility_kind(account.kind)
+    head = f"{kind.name}户号 {account.account_no}（{account.holder}，{account.address}）"
+    if account.amount_due_fen == 0:
+        return Answer(f"{head}\n{_period(account.period)}账单已缴清，账户余额 {yuan(account.balance_fen)} 元。")
+    return Answer(
+        f"{head}\n{_period(account.period)}应缴 {yuan(account.amount_due_fen)} 元，账户余额 {yuan(account.balance_fen)} 元。"
+        f"\n收费单位：{kind.provider}",
+        [button("立即缴费", "bill_payment", utility_kind=kind.name, account_no=account.account_no)],
+    )
+
+
+async def summary(service: Service, ctx: Context) -> str:
+    account = await _account(ctx)
+    kind = ctx.pack.utility_kind(account.kind)
+    if account.amount_due_fen == 0:
+        return f"{kind.name}户号 {account.account_no}（{account.holder}）{_period(account.period)}已缴清，无需缴费。"
+    return (
+        f"请确认缴费：{kind.name}户号 {account.account_no}（{account.holder}，{account.address}），"
+        f"{_period(account.period)}应缴 {yuan(account.amount_due_fen)} 元。"
+    )
+
+
+async def pay_bill(service: Service, ctx: Context) -> Answer:
+    """The payment row is unique per account and period, and the due amount is cleared in the same
+    transaction only if still due: a repeated confirm (or a retried message) never pays twice."""
+    account = await _account(ctx)
+    kind = ctx.pack.utility_kind(account.kind)
+    already = Answer(f"{kind.name}户号 {account.account_no} {_period(account.period)}账单已缴清，无需重复缴费。")
+    async with ctx.sessions() as db:
+        cleared = await db.exec(
+            update(UtilityAccount)
+            .where(col(UtilityAccount.account_no) == account.account_no, col(UtilityAccount.amount_due_fen) > 0)
+            .values(amount_due_fen=0)
+            .returning(UtilityAccount.period)
+        )
+        if cleared.scalar() is None:
+            await db.rollback()
+            return already
+        payment = Payment(
+            ref=new_ref("JF", ctx.now),
+            account_no=account.account_no,
+            period=account.period,
+            amount_fen=account.amount_due_fen,
+            citizen_id=ctx.citizen_id,
+        )
+        db.add(payment)
+        try:
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+            return already
+    return Answer(
+        f"缴费成功！流水号 {payment.ref}\n{kind.name}户号 {account.account_no} {_period(account.period)}"
+        f"已缴 {yuan(payment.amount_fen)} 元，电子票据将发送至您的账户。"
+    )

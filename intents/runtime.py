@@ -1,0 +1,68 @@
+"""What a service handler gets to work with, and what it gives back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.config import get_settings
+from gateway.db.engine import async_engine, session_factory
+from intents.city.pack import CityPack, load_pack
+
+CITY_TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class Answer:
+    text: str
+    buttons: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    slots: dict[str, Any]
+    citizen_id: int | None
+    conversation_id: str
+    text: str
+    now: datetime
+    pack: CityPack
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+    def slot(self, name: str) -> Any:
+        return self.slots.get(name)
+
+
+def now() -> datetime:
+    """Local city time (naive). CITYGW_FIXED_NOW pins it, for reproducible demos and tests."""
+    fixed = get_settings().fixed_now
+    if fixed:
+        return datetime.fromisoformat(fixed)
+    return datetime.now(CITY_TZ).replace(tzinfo=None)
+
+
+@lru_cache
+def pack() -> CityPack:
+    return load_pack(get_settings().city_pack)
+
+
+@lru_cache
+def sessions() -> async_sessionmaker[AsyncSession]:
+    return session_factory(async_engine(get_settings().database_url))
+
+
+def button(title: str, intent: str, **entities: str) -> dict[str, str]:
+    """A quick reply that, when pressed, is the same as saying the intent with these entities."""
+    import json
+
+    payload = f"/{intent}" + (json.dumps(entities, ensure_ascii=False) if entities else "")
+    return {"title": title, "payload": payload}

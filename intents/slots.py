@@ -1,0 +1,223 @@
+"""Each slot's rules: what a citizen's words mean (validate) and how to ask for it (ask).
+
+Values are stored canonically: names as the city data spells them, dates as ISO strings,
+periods as am/pm, clock times as HH:MM, counts as digit strings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from intents import availability, lookup, zh
+from intents.runtime import Context, button
+from intents.services import catalogue
+
+MAX_TICKETS = 6
+WEEKDAYS = "一二三四五六日"
+
+
+@dataclass
+class Check:
+    value: Any | None
+    message: str | None = None
+    buttons: list[dict[str, str]] = field(default_factory=list)
+
+
+def _choices(slot: str, names: list[str], limit: int = 10) -> list[dict[str, str]]:
+    return [button(name, "inform", **{slot: name}) for name in names[:limit]]
+
+
+def _by_name(kind: str, slot: str, label: str) -> Callable[[Any, Context], Awaitable[Check]]:
+    """A slot whose value is one of the city's named things (hospital, cinema, branch…)."""
+
+    async def validate(value: Any, ctx: Context) -> Check:
+        text = zh.normalize_text(str(value))
+        found = lookup.resolve(ctx.pack, kind, text)
+        if found.match is not None:
+            return Check(found.match)
+        if found.suggestions:
+            names = "、".join(found.suggestions[:3])
+            return Check(
+                None, f"没有找到{label}“{text}”，您是不是要找：{names}？", _choices(slot, found.suggestions[:3])
+            )
+        return Check(None, f"没有找到{label}“{text}”。")
+
+    return validate
+
+
+async def _department(value: Any, ctx: Context) -> Check:
+    check = await _by_name("department", "department", "科室")(value, ctx)
+    hospital = ctx.slot("hospital")
+    if check.value is None or not hospital:
+        return check
+    offered = lookup.departments_of(ctx.pack, hospital)
+    if check.value not in offered:
+        return Check(None, f"{hospital}暂未开设{check.value}，请从以下科室中选择。")
+    return check
+
+
+async def _cinema(value: Any, ctx: Context) -> Check:
+    check = await _by_name("cinema", "cinema", "影院")(value, ctx)
+    film = ctx.slot("film")
+    if check.value is None or not film:
+        return check
+    if not lookup.showings(ctx.pack, film, check.value):
+        return Check(None, f"{check.value}近期没有排映《{film}》，请换一家影院。")
+    return check
+
+
+async def _bus_line(value: Any, ctx: Context) -> Check:
+    text = zh.normalize_text(str(value))
+    number = zh.extract_int(text, "路")
+    if number is None:
+        found = lookup.resolve(ctx.pack, "bus_line", text)
+        return Check(found.match) if found.match else Check(None, f"没有听懂线路“{text}”，请说“12路”这样的线路号。")
+    try:
+        return Check(ctx.pack.line(str(number)).name)
+    except KeyError:
+        return Check(None, f"本市没有{number}路公交车，请核对线路号。")
+
+
+async def _date(value: Any, ctx: Context) -> Check:
+    day = zh.parse_date(str(value), ctx.today)
+    if day is None:
+        try:
+            day = date.fromisoformat(str(value))
+        except ValueError:
+            return Check(None, f"没有听懂日期“{value}”，请说“明天”“下周三”或“11月28日”。")
+    horizon = ctx.pack.appointment.days_ahead
+    if day < ctx.today:
+        return Check(None, f"{_day_label(day, ctx.today)}已经过去了，请选择今天或以后的日期。")
+    if day > ctx.today + timedelta(days=horizon):
+        return Check(None, f"只能预约{horizon}天内的日期，请重新选择。")
+    return Check(day.isoformat())
+
+
+async def _period(value: Any, ctx: Context) -> Check:
+    period = zh.parse_period(str(value)) or (str(value) if value in ("am", "pm") else None)
+    if period is None:
+        return Check(None, "请选择上午或下午。")
+    if ctx.slot("hospital") and ctx.slot("department") and ctx.slot("date"):
+        problem = await availability.appointment_problem(ctx, ctx.slot("date"), period)
+        if problem:
+            return Check(None, problem.text, problem.buttons)
+    return Check(period)
+
+
+async def _show_time(value: Any, ctx: Context) -> Check:
+    clock = zh.parse_clock(str(value)) or (str(value) if len(str(value)) == 5 else None)
+    film, cinema = ctx.slot("film"), ctx.slot("cinema")
+    if clock is None:
+        return Check(None, f"没有听懂场次“{value}”，请说具体时间，例如“19:30”。")
+    if film and cinema:
+        times = lookup.show_times(ctx.pack, film, cinema)
+        if clock not in times:
+            return Check(None, f"{cinema}没有{clock}的《{film}》，可选场次：{'、'.join(times)}。")
+        day = date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
+        if day == ctx.today and clock <= ctx.now.strftime("%H:%M"):
+            return Check(None, f"今天{clock}的场次已经开始了，请选择稍晚的场次。")
+    return Check(clock)
+
+
+async def _ticket_count(value: Any, ctx: Context) -> Check:
+    text = zh.normalize_text(str(value))
+    count = zh.extract_int(text, "张") or zh.parse_int(text)
+    if count is None or count < 1:
+        return Check(None, "请告诉我要买几张票，例如“两张”。")
+    if count > MAX_TICKETS:
+        return Check(None, f"每次最多购买{MAX_TICKETS}张票，请重新输入张数。")
+    return Check(str(count))
+
+
+async def _utility_kind(value: Any, ctx: Context) -> Check:
+    kind = lookup.utility_kind_of(ctx.pack, zh.normalize_text(str(value)))
+    if kind is None:
+        names = "、".join(k.name for k in ctx.pack.utility_kinds)
+        return Check(None, f"目前支持查询和缴纳：{names}。")
+    return Check(kind.id)
+
+
+async def _account_no(value: Any, ctx: Context) -> Check:
+    digits = "".join(ch for ch in zh.normalize_text(str(value)) if ch.isdigit())
+    if len(digits) != 10:
+        return Check(None, "户号是10位数字，请核对后重新输入。")
+    account = await availability.utility_account(ctx, digits)
+    if account is None:
+        return Check(None, f"没有查到户号{digits}，请核对账单上的户号后重新输入。")
+    kind = ctx.slot("utility_kind")
+    if kind and account.kind != kind:
+        name = ctx.pack.utility_kind(account.kind).name
+        return Check(None, f"户号{digits}是{name}户号，与您要办理的业务不符，请重新输入。")
+    return Check(digits)
+
+
+async def _booking_no(value: Any, ctx: Context) -> Check:
+    return Check(zh.normalize_text(str(value)).upper())
+
+
+VALIDATORS: dict[str, Callable[[Any, Context], Awaitable[Check]]] = {
+    "bus_line": _bus_line,
+    "bus_stop": _by_name("bus_stop", "bus_stop", "站点"),
+    "hospital": _by_name("hospital", "hospital", "医院"),
+    "department": _department,
+    "date": _date,
+    "period": _period,
+    "film": _by_name("film", "film", "影片"),
+    "cinema": _cinema,
+    "show_time": _show_time,
+    "ticket_count": _ticket_count,
+    "utility_kind": _utility_kind,
+    "account_no": _account_no,
+    "bank_branch": _by_name("bank_branch", "bank_branch", "网点"),
+    "business_type": _by_name("business_type", "business_type", "业务类型"),
+    "booking_no": _booking_no,
+}
+
+
+async def validate(slot: str, value: Any, ctx: Context) -> Check:
+    validator = VALIDATORS.get(slot)
+    return await validator(value, ctx) if validator else Check(value)
+
+
+def _day_label(day: date, today: date) -> str:
+    names = {0: "今天", 1: "明天", 2: "后天"}
+    offset = (day - today).days
+    base = f"{day.month}月{day.day}日"
+    return f"{names[offset]}（{base}）" if offset in names else f"{base}（周{WEEKDAYS[day.weekday()]}）"
+
+
+async def ask(slot: str, ctx: Context) -> tuple[str, list[dict[str, str]]]:
+    """The question for a slot and, where the data has them, the choices as buttons."""
+    question = catalogue().slots[slot].ask
+    pack = ctx.pack
+    options: list[str] = []
+    if slot == "hospital":
+        options = [h.name for h in pack.hospitals]
+    elif slot == "department" and ctx.slot("hospital"):
+        options = lookup.departments_of(pack, ctx.slot("hospital"))
+    elif slot == "film":
+        options = [f.title for f in pack.films]
+    elif slot == "cinema":
+        options = lookup.cinemas_showing(pack, ctx.slot("film")) if ctx.slot("film") else [c.name for c in pack.cinemas]
+    elif slot == "show_time" and ctx.slot("film") and ctx.slot("cinema"):
+        day = date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
+        times = lookup.show_times(pack, ctx.slot("film"), ctx.slot("cinema"))
+        options = [t for t in times if day > ctx.today or t > ctx.now.strftime("%H:%M")]
+        if not options:
+            return f"今天{ctx.slot('cinema')}的《{ctx.slot('film')}》已全部开场，明天再来看看吧。", []
+    elif slot == "ticket_count":
+        return question, [button(f"{n}张", "inform", ticket_count=f"{n}张") for n in (1, 2, 3, 4)]
+    elif slot == "utility_kind":
+        return question, [button(k.name, "inform", utility_kind=k.name) for k in pack.utility_kinds]
+    elif slot == "bank_branch":
+        options = [b.name for b in pack.bank_branches]
+    elif slot == "business_type":
+        options = [t.name for t in pack.bank_business_types]
+    elif slot == "date":
+        days = [ctx.today + timedelta(days=n) for n in range(0, 4)]
+        return question, [button(_day_label(d, ctx.today), "inform", date=d.isoformat()) for d in days]
+    elif slot == "period":
+        return question, [button("上午", "inform", period="上午"), button("下午", "inform", period="下午")]
+    return question, _choices(slot, options)

@@ -1,0 +1,126 @@
+"""A running system for tests: Rasa + action server + gateway processes on free ports, against a
+fresh database (SQLite file or a new PostgreSQL database) and in-memory state or real Redis."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from gateway.config import REPO_ROOT, Settings
+from gateway.db.engine import sync_engine
+from gateway.db.migrate import upgrade
+from gateway.db.seed import seed
+from gateway.rasa_env import start_actions, start_rasa, stop, wait_http
+from intents.city.pack import load_pack
+
+FIXED_NOW = "2026-11-25T10:00:00"  # a Wednesday morning: buses run, banks and clinics are open
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fresh_database(kind: str, directory: Path) -> str:
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / 'citygw.db'}"
+    else:
+        name = f"citygw_test_{uuid.uuid4().hex[:10]}"
+        admin = sync_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)
+    seed(url, load_pack())
+    return url
+
+
+def drop_database(url: str) -> None:
+    if url.startswith("postgresql"):
+        name = url.rsplit("/", 1)[1]
+        admin = sync_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class Stack:
+    name: str
+    database_url: str
+    redis_url: str | None
+    directory: Path
+    model: Path
+    gateway_port: int = field(default_factory=free_port)
+    rasa_port: int = field(default_factory=free_port)
+    action_port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "CITYGW_DATABASE_URL": self.database_url,
+            "CITYGW_RASA_URL": self.rasa_url,
+            "CITYGW_PORT": str(self.gateway_port),
+            "CITYGW_ACTION_PORT": str(self.action_port),
+            "CITYGW_FIXED_NOW": FIXED_NOW,
+            "CITYGW_RATE_LIMIT_PER_MINUTE": "1000",
+        }
+        if self.redis_url:
+            env["CITYGW_REDIS_URL"] = self.redis_url
+        else:
+            env.pop("CITYGW_REDIS_URL", None)
+        return env
+
+    def log(self, name: str) -> Path:
+        return self.directory / f"{name}.log"
+
+    def start(self) -> None:
+        env = self.env()
+        actions = start_actions(self.action_port, self.log("actions"), env)
+        self.processes.append(actions)
+        rasa = start_rasa(Settings(), self.model, self.rasa_port, self.action_port, self.log("rasa"))
+        self.processes.append(rasa)
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--no-rasa"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self.log("gateway").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes.append(gateway)
+
+    def wait(self) -> None:
+        actions, rasa, gateway = self.processes
+        wait_http(f"http://127.0.0.1:{self.action_port}/health", 90, actions, self.log("actions"))
+        wait_http(f"{self.rasa_url}/status", 240, rasa, self.log("rasa"))
+        wait_http(f"{self.url}/healthz", 60, gateway, self.log("gateway"))
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            stop(proc)
+        drop_database(self.database_url)
+
+    def db(self) -> Session:
+        return Session(sync_engine(self.database_url))
