@@ -120,16 +120,19 @@ def _service_of_form(form: str | None) -> Service:
 
 
 def _generate() -> dict[str, type[Action]]:
-    """Concrete classes per service and slot; rasa-sdk registers every concrete (non-abstract) Action."""
-    generated: dict[str, type[Action]] = {}
+    """Concrete classes per service and slot; rasa-sdk registers every concrete (non-abstract) Action.
+    They live in this module's namespace under their own names, so Sanic's worker processes can
+    unpickle them."""
+    specs: list[tuple[str, type, dict[str, Any]]] = []
     for service in catalogue().services:
-        generated[f"Svc_{service.id}"] = type(f"Svc_{service.id}", (ServiceAction,), {"service": service})
+        specs.append((f"Svc_{service.id}", ServiceAction, {"service": service}))
         if service.form:
-            name = f"Validate_{service.id}"
-            generated[name] = type(name, (ServiceFormValidation,), {"service": service})
-    for slot in catalogue().slots:
-        generated[f"Ask_{slot}"] = type(f"Ask_{slot}", (AskSlot,), {"slot": slot})
-    return generated
+            specs.append((f"Validate_{service.id}", ServiceFormValidation, {"service": service}))
+    specs += [(f"Ask_{slot}", AskSlot, {"slot": slot}) for slot in catalogue().slots]
+    return {
+        name: type(name, (base,), {**attrs, "__module__": __name__, "__qualname__": name})
+        for name, base, attrs in specs
+    }
 
 
 globals().update(_generate())

@@ -73,7 +73,7 @@ class WebChatChannel:
 
     async def rest_message(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads(await request.text(errors="strict"))
+            body = json.loads((await request.read()).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return _error(400, "json", BAD_REQUEST["json"])
         if not isinstance(body, dict):

@@ -1,4 +1,4 @@
-"""Tables. Money is stored in fen (1/100 yuan) as integers; times are naive UTC."""
+"""Tables. Money is stored in fen (1/100 yuan) as integers; times are timezone-aware UTC."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 # --- citizens and their conversations --------------------------------------------------------
