@@ -43,13 +43,18 @@ SNAPSHOT = """() => [...document.querySelectorAll('#messages .msg.user, #message
 }))"""
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def page():
+def require_chromium() -> None:
+    """Skip on a developer machine without Debian's Chromium; fail in CI, which must have it."""
     if not os.path.exists(CHROMIUM):
         message = f"{CHROMIUM} is missing: apt-get install -y chromium"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def page():
+    require_chromium()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = await browser.new_context(viewport=VIEWPORT, locale="zh-CN")
@@ -137,6 +142,30 @@ async def test_reload_keeps_session_and_history(page: Page, gateway_url: str) ->
     assert await page.evaluate("document.body.dataset.session") == session
     await expect(page.locator("#messages .msg.user, #messages .msg.bot")).to_have_count(len(shown))
     assert await page.evaluate(SNAPSHOT) == shown, "after a reload the page shows the same conversation"
+
+
+async def test_second_tab_sees_the_conversation_once(page: Page, gateway_url: str) -> None:
+    """A second tab of the same session: what either tab sends shows once in both."""
+    await open_chat(page, gateway_url)
+    other = await page.context.new_page()
+    try:
+        await open_chat(other, gateway_url)
+        session = await page.evaluate("document.body.dataset.session")
+        assert await other.evaluate("document.body.dataset.session") == session
+        assert await other.evaluate(SNAPSHOT) == await page.evaluate(SNAPSHOT)
+
+        await ask(other, "你能做什么")
+        await expect(page.locator("#messages .msg.user").last).to_have_text("你能做什么")
+        await expect(page.locator("#messages .msg.user, #messages .msg.bot")).to_have_count(
+            await other.locator("#messages .msg.user, #messages .msg.bot").count()
+        )
+        await page.wait_for_timeout(500)  # anything duplicated would have arrived by now
+        assert await other.evaluate(SNAPSHOT) == await page.evaluate(SNAPSHOT), (
+            "both tabs show the same conversation, each message once"
+        )
+        assert await page.locator("#typing").is_hidden()
+    finally:
+        await other.close()
 
 
 async def test_phone_layout_and_screenshot(page: Page, gateway_url: str) -> None:

@@ -18,6 +18,8 @@ from intents.services import Service, catalogue
 
 CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消", "payload": "/cancel"}]
 DECLINED = "好的，已取消，没有为您办理任何业务。"
+FREE_TEXT_INTENTS = {"inform", "nlu_fallback", "out_of_scope"}
+MAX_FREE_TEXT = 30
 
 
 def reset_events(service: Service) -> list[EventType]:
@@ -37,9 +39,19 @@ class ServiceAction(Action, ABC):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         if self.service.confirm and tracker.get_slot("confirmed") is False:
             dispatcher.utter_message(text=DECLINED)
-        else:
-            answer = await run_service(self.service, await context_for(tracker))
-            dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+            return reset_events(self.service)
+        context = await context_for(tracker)
+        if not self.service.form:  # no form validated these slots: do it here
+            for name in self.service.slots:
+                if context.slots.get(name) is None:
+                    continue
+                result = await slot_rules.validate(name, context.slots[name], context)
+                if result.value is None:
+                    dispatcher.utter_message(text=result.message, buttons=result.buttons)
+                    return reset_events(self.service)
+                context.slots[name] = result.value
+        answer = await run_service(self.service, context)
+        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return reset_events(self.service)
 
 
@@ -57,6 +69,11 @@ class ServiceFormValidation(FormValidationAction, ABC):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         incoming: dict[str, Any] = tracker.slots_to_validate()
+        requested = tracker.get_slot("requested_slot")
+        if requested and requested != "confirmed" and requested not in incoming and self._free_text(tracker):
+            # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
+            # "您是不是要找…" instead of the same question again.
+            incoming[requested] = tracker.latest_message.get("text", "")
         context: Context = await context_for(tracker)
         checked: dict[str, Any] = {}
         for name in self.service.slots:  # catalogue order: hospital before department
@@ -71,6 +88,12 @@ class ServiceFormValidation(FormValidationAction, ABC):
         if "confirmed" in incoming:
             checked["confirmed"] = incoming["confirmed"]
         return [SlotSet(name, value) for name, value in checked.items()]
+
+    def _free_text(self, tracker: Tracker) -> bool:
+        """An answer that is neither a command (取消, 菜单) nor another service's request."""
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        text = tracker.latest_message.get("text") or ""
+        return intent in {*FREE_TEXT_INTENTS, self.service.intent} and 0 < len(text) <= MAX_FREE_TEXT
 
 
 class AskSlot(Action, ABC):

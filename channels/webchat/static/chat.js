@@ -168,8 +168,10 @@
 
   // ---- sending -------------------------------------------------------------
 
+  // Send now if connected (else it stays queued for the next session frame); the answer
+  // deadline starts with the first send.
   function transmit(m) {
-    if (!ready) return; // stays queued; flushed after the next session frame
+    if (!ready) return;
     ws.send(JSON.stringify(m.frame));
     m.sent = true;
     if (!m.timer) m.timer = setTimeout(() => onTimeout(m), REPLY_TIMEOUT_MS);
@@ -236,10 +238,8 @@
       if (ws !== sock) return;
       ready = false;
       serverTyping = false;
-      for (const m of pending.values()) {
-        clearTimeout(m.timer);
-        m.timer = null;
-      }
+      // Answer deadlines keep running: a message that keeps breaking the connection is given up
+      // after its second 30 s instead of being re-sent on every reconnection.
       setStatus(everConnected ? "closed" : "connecting");
       updateTyping();
       reconnectTimer = setTimeout(connect, backoff);
