@@ -1,0 +1,38 @@
+import json
+import subprocess
+import sys
+
+from gateway.config import REPO_ROOT
+
+
+def citygw(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_services_json_lists_every_catalogue_service():
+    result = citygw("services", "--json")
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)
+    ids = {s["id"] for s in services}
+    assert {"bus_arrival", "hospital_appointment", "movie_ticket_booking", "bill_payment", "bank_queue_ticket"} <= ids
+    for service in services:
+        assert set(service) >= {"id", "name", "category", "intent"}
+        assert service["name"] and service["category"]
+
+
+def test_db_init_migrates_and_seeds_a_fresh_sqlite_file(tmp_path):
+    import os
+
+    env = {**os.environ, "CITYGW_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    first = citygw("db", "init", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "new rows" in first.stdout and " 0 new rows" not in first.stdout
+    again = citygw("db", "init", env=env)
+    assert " 0 new rows" in again.stdout
