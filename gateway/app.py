@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from aiohttp import web
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from channels.webchat.handler import WebChatChannel
 from gateway import conversations
@@ -20,18 +22,40 @@ from intents.zh import normalize_text
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024  # a chat message is never bigger; larger bodies get 413
+TOO_LARGE = "请求体过大（上限64KB）。"
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+STATE = web.AppKey("state", object)
+BRIDGE = web.AppKey("bridge", RasaBridge)
+PIPELINE = web.AppKey("pipeline", MessagePipeline)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
-    app["settings"] = settings
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+    app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     return app
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    """API clients get JSON errors with a reason, not aiohttp's English plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        if not request.path.startswith("/api/"):
+            raise
+        return web.json_response({"error": TOO_LARGE, "code": "too_large"}, status=413, dumps=_dumps)
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 async def _resources(app: web.Application):
-    settings: Settings = app["settings"]
+    settings = app[SETTINGS]
     engine = async_engine(settings.database_url)
     sessions = session_factory(engine)
     state = create_state(settings.redis_url)
@@ -49,7 +73,7 @@ async def _resources(app: web.Application):
 
     webchat = WebChatChannel(state, webchat_history)
     app.router.add_routes(webchat.routes(pipeline))
-    app.update(engine=engine, sessions=sessions, state=state, bridge=bridge, pipeline=pipeline)
+    app[ENGINE], app[STATE], app[BRIDGE], app[PIPELINE] = engine, state, bridge, pipeline
     yield
     await bridge.close()
     await state.close()
@@ -61,21 +85,23 @@ async def healthz(request: web.Request) -> web.Response:
 
     async def database() -> bool:
         try:
-            async with app["engine"].connect() as conn:
+            async with app[ENGINE].connect() as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:  # any failure means "not healthy"; the details go to the log
             log.exception("database health check failed")
             return False
 
-    db_ok, state_ok, rasa_ok = await asyncio.gather(database(), app["state"].ping(), app["bridge"].healthy())
+    bridge = app[BRIDGE]
+    db_ok, state_ok, rasa_ok = await asyncio.gather(database(), app[STATE].ping(), bridge.healthy())
     checks = {
         "database": "ok" if db_ok else "down",
-        "state": ("redis" if app["settings"].redis_url else "memory") + (" ok" if state_ok else " down"),
+        "state": ("redis" if app[SETTINGS].redis_url else "memory") + (" ok" if state_ok else " down"),
         "rasa": "ok" if rasa_ok else "down",
-        "rasa_breaker": app["bridge"].breaker.state,
+        "rasa_breaker": bridge.breaker.state,
     }
-    healthy = db_ok and state_ok and rasa_ok
+    # An open breaker means citizens are getting the busy reply, whatever /status says.
+    healthy = db_ok and state_ok and rasa_ok and bridge.breaker.state == "closed"
     return web.json_response(
         {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
     )

@@ -27,10 +27,19 @@ class BotReply:
 
     @classmethod
     def from_rasa(cls, raw: dict[str, Any]) -> BotReply:
+        raw_buttons = raw.get("buttons")
         buttons = [
-            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))} for b in raw.get("buttons") or []
+            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
+            for b in (raw_buttons if isinstance(raw_buttons, list) else [])
+            if isinstance(b, dict)
         ]
-        return cls(text=raw.get("text") or "", buttons=buttons, image=raw.get("image"), custom=raw.get("custom"))
+        text = raw.get("text")
+        return cls(
+            text=text if isinstance(text, str) else "",
+            buttons=buttons,
+            image=raw.get("image"),
+            custom=raw.get("custom"),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "buttons": self.buttons}
@@ -60,6 +69,10 @@ class CircuitBreaker:
             self._trial_running = True
             return True
         return False
+
+    def abandon(self) -> None:
+        """The call allow() let through ended without an outcome (cancelled): allow another trial."""
+        self._trial_running = False
 
     def record_success(self) -> None:
         self._consecutive, self._opened_at, self._trial_running = 0, None, False
@@ -104,7 +117,10 @@ class RasaBridge:
             try:
                 async with self._http().post(url, json=body) as response:
                     if response.status == 200:
-                        replies = [BotReply.from_rasa(r) for r in await response.json()]
+                        payload = await response.json()
+                        if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
+                            raise ValueError(f"not a list of messages: {type(payload).__name__}")
+                        replies = [BotReply.from_rasa(r) for r in payload]
                         self.breaker.record_success()
                         return replies
                     reason = f"HTTP {response.status}"
@@ -117,6 +133,9 @@ class RasaBridge:
                 reason, retryable = "timeout", False
             except (aiohttp.ClientError, ValueError) as exc:
                 reason, retryable = f"{type(exc).__name__}", False
+            except asyncio.CancelledError:
+                self.breaker.abandon()  # a half-open trial that never finished must not block the next one
+                raise
             if not retryable or attempt == self.retries:
                 break
             await asyncio.sleep(0.2 * 2**attempt)

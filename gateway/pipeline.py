@@ -114,10 +114,14 @@ class MessagePipeline:
 
     async def _replay(self, message: InboundMessage) -> TurnResult:
         """A message seen before gets the replies it got the first time, never a second bot turn;
-        one whose first handling died half-way is answered now."""
+        one that the bot never answered (Rasa was away, or the process died half-way) is tried again."""
         async with self.sessions() as db:
             inbound = await conversations.find_inbound(db, message.channel, message.external_id)
-            if inbound is not None and inbound.status == "received" and self._stale(inbound):
+            retry = inbound is not None and (
+                inbound.status == "bot_failed"  # the citizen resends after "系统繁忙": try the bot again
+                or (inbound.status == "received" and self._stale(inbound))
+            )
+            if retry:
                 citizen_id = await conversations.citizen_of(db, inbound.conversation_id)
                 return await self._answer(db, inbound, citizen_id, message)
             if inbound is None or inbound.status == "received":

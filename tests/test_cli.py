@@ -36,3 +36,17 @@ def test_db_init_migrates_and_seeds_a_fresh_sqlite_file(tmp_path):
     assert "new rows" in first.stdout and " 0 new rows" not in first.stdout
     again = citygw("db", "init", env=env)
     assert " 0 new rows" in again.stdout
+
+
+def test_chat_talks_to_the_running_system(stacks):
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "chat", "--url", stacks["sqlite"].url],
+        cwd=REPO_ROOT,
+        input="你能做什么\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "助手：我可以为您办理这些城市服务" in result.stdout
+    assert "[1] " in result.stdout  # buttons are listed with what to type

@@ -5,6 +5,7 @@ localStorage, and is the only credential: whoever holds it can continue that con
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -23,8 +24,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "webchat"
 STATIC = Path(__file__).with_name("static")
-SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" also matches before a final "\n"
+MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 BAD_FRAME = "消息格式不正确，请刷新页面后重试。"
 BAD_REQUEST = {
     "json": "请求体必须是UTF-8编码的JSON对象。",
@@ -73,7 +74,7 @@ class WebChatChannel:
 
     async def rest_message(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads((await request.read()).decode("utf-8"))
+            body = _loads((await request.read()).decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             return _error(400, "json", BAD_REQUEST["json"])
         if not isinstance(body, dict):
@@ -81,7 +82,7 @@ class WebChatChannel:
         session, text, message_id = body.get("session"), body.get("text"), body.get("id") or uuid.uuid4().hex
         if not isinstance(session, str) or not SESSION_RE.match(session):
             return _error(400, "session", BAD_REQUEST["session"])
-        if not isinstance(text, str):
+        if not _valid_text(text):
             return _error(400, "text", BAD_REQUEST["text"])
         if not isinstance(message_id, str) or not MESSAGE_ID_RE.match(message_id):
             return _error(400, "id", BAD_REQUEST["id"])
@@ -102,11 +103,12 @@ class WebChatChannel:
         if not SESSION_RE.match(session):
             session = new_session()  # unknown or malformed: start a fresh conversation
         socket_id = uuid.uuid4().hex
-        await ws.send_json(
-            {"type": "session", "session": session, "history": await self.history(session)}, dumps=_dumps
-        )
+        # Subscribe before reading the history, so nothing another tab sends falls in between.
         async with self.pubsub.subscribe(topic(session)) as subscription:
-            forward = request.app.loop.create_task(_forward(subscription, ws, socket_id))
+            await ws.send_json(
+                {"type": "session", "session": session, "history": await self.history(session)}, dumps=_dumps
+            )
+            forward = asyncio.create_task(_forward(subscription, ws, socket_id))
             try:
                 async for frame in ws:
                     if frame.type == WSMsgType.TEXT:
@@ -119,13 +121,13 @@ class WebChatChannel:
 
     async def _on_frame(self, ws: web.WebSocketResponse, session: str, socket_id: str, data: str) -> None:
         try:
-            frame = json.loads(data)
+            frame = _loads(data)
         except ValueError:
             frame = None
         ok = (
             isinstance(frame, dict)
             and frame.get("type") == "message"
-            and isinstance(frame.get("text"), str)
+            and _valid_text(frame.get("text"))
             and isinstance(frame.get("id"), str)
             and MESSAGE_ID_RE.match(frame["id"])
         )
@@ -162,7 +164,8 @@ def _inbound(session: str, message_id: str, text: str) -> InboundMessage:
 
 async def _forward(subscription: Any, ws: web.WebSocketResponse, socket_id: str) -> None:
     while not ws.closed:
-        message = await subscription.get()
+        # One published dict is shared by every local subscriber of the topic: never mutate it.
+        message = dict(await subscription.get())
         if message.pop("origin", None) != socket_id:
             await _send(ws, message)
 
@@ -171,6 +174,26 @@ async def _send(ws: web.WebSocketResponse, frame: dict[str, Any]) -> None:
     if not ws.closed:
         with contextlib.suppress(ConnectionResetError):
             await ws.send_json(frame, dumps=_dumps)
+
+
+def _loads(data: str) -> Any:
+    """json.loads, with deep nesting (RecursionError) reported as the ValueError it is."""
+    try:
+        return json.loads(data)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
+def _valid_text(text: Any) -> bool:
+    """A string that can be stored and sent: no lone surrogates (JSON "\\ud800" escapes) and no NUL,
+    which PostgreSQL text columns refuse."""
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _dumps(value: Any) -> str:
