@@ -22,7 +22,8 @@ run: setup
 
 # The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
 browser:
-	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@test -x /usr/bin/chromium && fc-list :lang=zh | grep -q . || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
