@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from intents.city.pack import load_pack
+from intents.city.tables import load_tables
 from intents.services import ANNOTATION, Catalogue, annotated_entities, load_catalogue, plain_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +52,12 @@ def pack_names(pack_dir: Path = PACK) -> dict[str, dict[str, list[str]]]:
         "bank_branches": pack.bank_branches,
         "bank_business_types": pack.bank_business_types,
     }
-    return {key: {item.name: list(item.aliases) for item in items} for key, items in lists.items()}
+    names = {key: {item.name: list(item.aliases) for item in items} for key, items in lists.items()}
+    names["districts"] = {d.name: [d.name.removesuffix("区")] for d in pack.districts}
+    names["tables"] = {
+        record.name: list(record.aliases) for table in load_tables(pack_dir).values() for record in table.records
+    }
+    return names
 
 
 def _block(lines: list[str]) -> str:
@@ -132,6 +138,14 @@ def build_domain(cat: Catalogue) -> str:
             for intent, value in (("affirm", True), ("deny", False))
         ],
     }
+    applications = [s.intent for s in services if s.handler == "application"]
+    if applications:
+        # The citizen's own words ("楼道灯坏了") are the application: kept from the asking message.
+        slots["request_text"] = {
+            "type": "text",
+            "influence_conversation": False,
+            "mappings": [{"type": "from_text", "intent": applications}],
+        }
     forms = {s.form: {"required_slots": s.form_slots} for s in services if s.form}
     actions = [
         *CORE_ACTIONS,
@@ -143,7 +157,7 @@ def build_domain(cat: Catalogue) -> str:
         "version": "3.1",
         "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": False},
         "intents": [*cat.core_intents, *(s.intent for s in services)],
-        "entities": list(cat.slots),
+        "entities": [*cat.slots, "family"],  # family: only from menu buttons
         "slots": slots,
         "forms": forms,
         "responses": RESPONSES,

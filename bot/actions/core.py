@@ -15,7 +15,8 @@ class Help(Action):
         return "action_help"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        answer = help_menu()
+        entities = {e["entity"]: e["value"] for e in tracker.latest_message.get("entities", [])}
+        answer = help_menu(tracker.latest_message.get("text") or "", entities.get("family"))
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []
 
@@ -25,7 +26,7 @@ class OutOfScope(Action):
         return "action_out_of_scope"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        answer = out_of_scope()
+        answer = out_of_scope(tracker.latest_message.get("text") or "")
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []
 
