@@ -138,6 +138,9 @@ def build_domain(cat: Catalogue) -> str:
             for intent, value in (("affirm", True), ("deny", False))
         ],
     }
+    # What the citizen just asked, so "那明天呢？" can ask it again with a new date.
+    slots["last_service"] = {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]}
+    slots["last_slots"] = {"type": "any", "influence_conversation": False, "mappings": [{"type": "custom"}]}
     applications = [s.intent for s in services if s.handler == "application"]
     if applications:
         # The citizen's own words ("楼道灯坏了") are the application: kept from the asking message.

@@ -7,7 +7,13 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from intents.menu import help_menu, out_of_scope, services_for_entities
+from bot.actions.context import context_for
+from bot.actions.services import remember
+from intents import slots as slot_rules
+from intents.handlers import run_service
+from intents.menu import services_for_entities
+from intents.runtime import Answer
+from intents.services import catalogue
 
 
 class Help(Action):
@@ -16,32 +22,25 @@ class Help(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         entities = {e["entity"]: e["value"] for e in tracker.latest_message.get("entities", [])}
-        answer = help_menu(tracker.latest_message.get("text") or "", entities.get("family"))
+        answer, events = await self._follow_up(tracker, entities) or (services_for_entities(entities), [])
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return []
+        return events
 
-
-class OutOfScope(Action):
-    def name(self) -> str:
-        return "action_out_of_scope"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        answer = out_of_scope(tracker.latest_message.get("text") or "")
-        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return []
-
-
-class Inform(Action):
-    """ "人民医院" out of the blue: offer the services that take a hospital."""
-
-    def name(self) -> str:
-        return "action_inform"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        entities = {e["entity"]: e["value"] for e in tracker.latest_message.get("entities", [])}
-        answer = services_for_entities(entities)
-        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return []
+    async def _follow_up(self, tracker: Tracker, entities: dict[str, str]) -> tuple[Answer, list[EventType]] | None:
+        """ "那明天呢？" after a weather answer: the last question again, with the new values."""
+        last = tracker.get_slot("last_service")
+        if not last or not set(entities) & set(catalogue().service(last).slots):
+            return None
+        service = catalogue().service(last)
+        context = await context_for(tracker, service)
+        context.slots.update(tracker.get_slot("last_slots") or {})
+        for name, value in entities.items():
+            if name in service.slots:
+                result = await slot_rules.validate(name, value, context)
+                if result.value is None:
+                    return Answer(result.message or "", result.buttons), []
+                context.slots[name] = result.value
+        return await run_service(service, context), remember(service, context)
 
 
 class RestartService(Action):

@@ -52,7 +52,15 @@ class ServiceAction(Action, ABC):
                 context.slots[name] = result.value
         answer = await run_service(self.service, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return reset_events(self.service)
+        return [*reset_events(self.service), *remember(self.service, context)]
+
+
+def remember(service: Service, context: Context) -> list[EventType]:
+    """Keep a question (never a transaction) so a follow-up like "那明天呢？" can repeat it."""
+    if service.form:
+        return [SlotSet("last_service", None), SlotSet("last_slots", None)]
+    values = {name: context.slots.get(name) for name in service.slots if context.slots.get(name) is not None}
+    return [SlotSet("last_service", service.id), SlotSet("last_slots", values)]
 
 
 class ServiceFormValidation(FormValidationAction, ABC):
