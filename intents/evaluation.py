@@ -14,7 +14,7 @@ import yaml
 
 from intents.zh import normalize_text
 
-HELDOUT = Path(__file__).resolve().parent.parent / "tests" / "nlu" / "heldout.yaml"
+HELDOUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "nlu"
 REJECTED = {"out_of_scope", "nlu_fallback"}
 
 Parse = Callable[[str], Awaitable[dict[str, Any]]]
@@ -61,8 +61,14 @@ class Report:
         return "\n".join(lines)
 
 
-def load_heldout(path: Path = HELDOUT) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+def load_heldout(directory: Path = HELDOUT_DIR) -> dict[str, Any]:
+    """Every tests/nlu/heldout*.yaml, merged: {"examples": [...], "out_of_scope": [...]}."""
+    merged: dict[str, Any] = {"examples": [], "out_of_scope": []}
+    for path in sorted(directory.glob("heldout*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        merged["examples"] += data.get("examples") or []
+        merged["out_of_scope"] += data.get("out_of_scope") or []
+    return merged
 
 
 async def evaluate(parse: Parse, heldout: dict[str, Any] | None = None, concurrency: int = 8) -> Report:

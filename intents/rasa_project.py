@@ -53,7 +53,9 @@ def pack_names(pack_dir: Path = PACK) -> dict[str, dict[str, list[str]]]:
         "bank_business_types": pack.bank_business_types,
     }
     names = {key: {item.name: list(item.aliases) for item in items} for key, items in lists.items()}
-    names["districts"] = {d.name: [d.name.removesuffix("区")] for d in pack.districts}
+    # "独山子" for 独山子区; but not "克拉玛依", which is the city's name inside every other name.
+    city = pack.city.name.removesuffix("市")
+    names["districts"] = {d.name: [a for a in [d.name.removesuffix("区")] if a != city] for d in pack.districts}
     names["tables"] = {
         record.name: list(record.aliases) for table in load_tables(pack_dir).values() for record in table.records
     }
