@@ -22,7 +22,7 @@ BOT = REPO / "bot"
 PACK = REPO / "data" / "karamay"
 USERDICT = REPO / "data" / "jieba" / "userdict.txt"
 
-CORE_ACTIONS = ["action_help", "action_cancel", "action_out_of_scope", "action_inform", "action_restart_service"]
+CORE_ACTIONS = ["action_help", "action_search", "action_cancel", "action_out_of_scope", "action_inform"]
 RESPONSES = {
     "utter_greet": [
         {
@@ -87,10 +87,24 @@ def _lookup_values(names: dict[str, list[str]]) -> list[str]:
     return sorted(values, key=lambda v: (-len(v), v))
 
 
+def search_words(cat: Catalogue) -> list[str]:
+    """Bare words that name a whole area ("公积金", "医疗健康"): the citizen gets the list of matching
+    services to choose from. Keywords of one service only, or already an example, are left out."""
+    counts: dict[str, int] = {}
+    for service in cat.services:
+        for word in set(service.keywords):
+            counts[word] = counts.get(word, 0) + 1
+    examples = {plain_text(e) for s in cat.services for e in s.examples}
+    examples |= {plain_text(e) for ex in cat.core_intents.values() for e in ex}
+    words = {w for w, n in counts.items() if n >= 2} | {f.name for f in cat.families}
+    return sorted(w for w in words if len(w) >= 2 and w not in examples and not ANNOTATION.search(w))
+
+
 def build_nlu(cat: Catalogue, names: dict[str, dict[str, list[str]]]) -> str:
     items: list[dict[str, Any]] = []
     for intent, examples in cat.core_intents.items():
         items.append({"intent": intent, "examples": _Literal(_block(examples))})
+    items.append({"intent": "search", "examples": _Literal(_block(search_words(cat)))})
     for service in cat.services:
         items.append({"intent": service.intent, "examples": _Literal(_block(service.examples))})
     for slot in cat.slots.values():
@@ -161,7 +175,7 @@ def build_domain(cat: Catalogue) -> str:
     domain = {
         "version": "3.1",
         "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": False},
-        "intents": [*cat.core_intents, *(s.intent for s in services)],
+        "intents": [*cat.core_intents, "search", *(s.intent for s in services)],
         "entities": [*cat.slots, "family"],  # family: only from menu buttons
         "slots": slots,
         "forms": forms,
@@ -178,6 +192,7 @@ def build_rules(cat: Catalogue) -> str:
         {"rule": "thanks", "steps": [{"intent": "thanks"}, {"action": "utter_thanks"}]},
         {"rule": "help", "steps": [{"intent": "help"}, {"action": "action_help"}]},
         {"rule": "out of scope", "steps": [{"intent": "out_of_scope"}, {"action": "action_out_of_scope"}]},
+        {"rule": "a bare keyword", "steps": [{"intent": "search"}, {"action": "action_search"}]},
         {"rule": "not understood", "steps": [{"intent": "nlu_fallback"}, {"action": "action_out_of_scope"}]},
         {
             "rule": "cancel with nothing to cancel",
