@@ -5,10 +5,12 @@ import aiohttp
 
 from intents.evaluation import evaluate
 
-# Floors: first measurement minus a small margin for run-to-run noise.
-MIN_ACCURACY = 0.80
-MIN_OOS_REJECTION = 0.70
-MIN_ENTITY_F1 = 0.80
+# Floors from the first full measurement (151 services, 1239 held-out utterances, 160 out of scope):
+# accuracy 86.5 %, out-of-scope rejected 95.0 %, entity F1 0.992. Training is deterministic
+# (random_state 42); the margin absorbs data edits that do not make the model worse.
+MIN_ACCURACY = 0.84
+MIN_OOS_REJECTION = 0.92
+MIN_ENTITY_F1 = 0.97
 
 
 async def test_heldout_utterances_are_understood(stacks):
