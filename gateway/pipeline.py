@@ -25,6 +25,7 @@ EMPTY = "请输入您要咨询的内容，例如“12路公交车到哪了”。
 TOO_LONG = "您的消息太长了，请控制在{limit}字以内，分几条发送。"
 RATE_LIMITED = "您发送得太频繁了，请稍等一分钟再试。"
 IN_PROGRESS = "这条消息正在处理中，请稍候。"
+SESSION_CACHE_S = 3600
 
 
 class MessagePipeline:
@@ -62,11 +63,23 @@ class MessagePipeline:
             await self.state.release(claim)
             raise
 
+    async def _conversation(self, db: AsyncSession, message: InboundMessage) -> tuple[str, int]:
+        """(conversation id, citizen id), from the shared session cache when the address is known."""
+        key = f"conv:{message.channel}:{message.sender}"
+        cached = await self.state.get_json(key)
+        if cached:
+            return cached["conversation"], cached["citizen"]
+        conversation = await conversations.open_conversation(db, message.channel, message.sender)
+        await self.state.set_json(
+            key, {"conversation": conversation.id, "citizen": conversation.citizen_id}, SESSION_CACHE_S
+        )
+        return conversation.id, conversation.citizen_id
+
     async def _turn(self, message: InboundMessage, text: str) -> TurnResult:
         async with self.sessions() as db:
-            conversation = await conversations.open_conversation(db, message.channel, message.sender)
+            conversation_id, citizen_id = await self._conversation(db, message)
             inbound = Message(
-                conversation_id=conversation.id,
+                conversation_id=conversation_id,
                 direction="in",
                 channel=message.channel,
                 external_id=message.external_id,
@@ -74,7 +87,7 @@ class MessagePipeline:
             )
             db.add(inbound)
             await db.commit()
-            return await self._answer(db, inbound, conversation.citizen_id, message)
+            return await self._answer(db, inbound, citizen_id, message)
 
     async def _answer(self, db: AsyncSession, inbound: Message, citizen_id: int, message: InboundMessage) -> TurnResult:
         metadata = {

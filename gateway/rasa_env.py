@@ -86,20 +86,21 @@ def model_inputs() -> list[Path]:
     return [p for p in files if p.is_file()]
 
 
-def model_path(settings: Settings) -> Path:
-    return settings.cache_dir / "models" / f"{_digest(model_inputs())}.tar.gz"
+def model_path(settings: Settings, config: str = "config.yml") -> Path:
+    extra = [BOT / config] if config != "config.yml" else []
+    return settings.cache_dir / "models" / f"{_digest(model_inputs() + extra)}.tar.gz"
 
 
-def train(settings: Settings, force: bool = False) -> Path:
+def train(settings: Settings, force: bool = False, config: str = "config.yml") -> Path:
     """Train the model unless one for exactly these inputs exists. Fails on misaligned entities."""
-    target = model_path(settings)
+    target = model_path(settings, config)
     if target.exists() and not force:
         return target
     venv = ensure_rasa_env(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as out:
         command = [
-            str(venv / "bin" / "rasa"), "train", "--config", "config.yml", "--domain", "domain.yml",
+            str(venv / "bin" / "rasa"), "train", "--config", config, "--domain", "domain.yml",
             "--data", "data", "--out", out, "--fixed-model-name", "model",
         ]  # fmt: skip
         log.info("training the Rasa model (inputs changed)")

@@ -1,28 +1,57 @@
-"""The menu: what the assistant can do, and where a stray answer could lead."""
+"""The menu: what the assistant can do (families, then their services), keyword search, and where
+a stray answer could lead."""
 
 from __future__ import annotations
 
 from intents.runtime import Answer, button
-from intents.services import catalogue
+from intents.services import Service, catalogue
 
 SORRY = "抱歉，这个我暂时帮不上忙。"
+MAX_BUTTONS = 10
 
 
-def _service_buttons(limit: int = 10) -> list[dict[str, str]]:
-    return [button(s.name, s.intent) for s in catalogue().services[:limit]]
+def _service_buttons(services: list[Service]) -> list[dict[str, str]]:
+    return [button(s.name, s.intent) for s in services[:MAX_BUTTONS]]
 
 
-def help_menu() -> Answer:
-    lines = ["我可以为您办理这些城市服务："]
-    for number, family in enumerate(catalogue().families, start=1):
-        names = "、".join(s.name for s in family.services)
-        lines.append(f"{number}. {family.name}：{names}")
-    lines.append("直接说出您的需要即可，例如“12路公交车到哪了”“明天上午挂人民医院的号”。")
-    return Answer("\n".join(lines), _service_buttons())
+def family_menu() -> Answer:
+    cat = catalogue()
+    lines = [f"我可以为您办理{len(cat.services)}项城市服务，分为："]
+    for number, family in enumerate(cat.families, start=1):
+        lines.append(f"{number}. {family.name}（{len(family.services)}项）")
+    lines.append("请选择一类，或直接说出您的需要，例如“12路公交车到哪了”“查公积金”。")
+    buttons = [button(f.name, "help", family=f.name) for f in cat.families]
+    return Answer("\n".join(lines), buttons)
 
 
-def out_of_scope() -> Answer:
-    return Answer(f"{SORRY}您可以试试这些城市服务，或发送“菜单”查看全部：", _service_buttons())
+def family_services(family_name: str) -> Answer | None:
+    family = next((f for f in catalogue().families if f.name == family_name or f.id == family_name), None)
+    if family is None:
+        return None
+    lines = [f"{family.name}：", *(f"{n}. {s.name}：{s.description}" for n, s in enumerate(family.services, 1))]
+    return Answer("\n".join(lines), [button(s.name, s.intent) for s in family.services])
+
+
+def search(text: str) -> Answer | None:
+    """Services whose name or keywords occur in the text ("公积金" → the housing-fund services)."""
+    hits = catalogue().search(text.strip())
+    if not hits:
+        return None
+    names = "\n".join(f"· {s.name}：{s.description}" for s in hits[:MAX_BUTTONS])
+    return Answer(f"与“{text.strip()}”相关的服务有：\n{names}", _service_buttons(hits))
+
+
+def help_menu(text: str = "", family: str | None = None) -> Answer:
+    if family:
+        return family_services(family) or family_menu()
+    return family_menu()
+
+
+def out_of_scope(text: str = "") -> Answer:
+    found = search(text) if 0 < len(text.strip()) <= 12 else None
+    if found is not None:
+        return found
+    return Answer(f"{SORRY}我可以帮您办理公交、医疗、缴费、社保、政务等城市服务，请选择：", family_menu().buttons)
 
 
 def services_for_entities(entities: dict[str, str]) -> Answer:
@@ -33,4 +62,4 @@ def services_for_entities(entities: dict[str, str]) -> Answer:
             options.append(button(service.name, service.intent, **given))
     if not options:
         return out_of_scope()
-    return Answer("请问您想办理哪一项？", options[:10])
+    return Answer("请问您想办理哪一项？", options[:MAX_BUTTONS])

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from intents.city.pack import load_pack
+from intents.city.tables import load_tables
 from intents.services import ANNOTATION, Catalogue, annotated_entities, load_catalogue, plain_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +22,7 @@ BOT = REPO / "bot"
 PACK = REPO / "data" / "karamay"
 USERDICT = REPO / "data" / "jieba" / "userdict.txt"
 
-CORE_ACTIONS = ["action_help", "action_cancel", "action_out_of_scope", "action_inform", "action_restart_service"]
+CORE_ACTIONS = ["action_help", "action_search", "action_cancel", "action_out_of_scope", "action_inform"]
 RESPONSES = {
     "utter_greet": [
         {
@@ -51,7 +52,14 @@ def pack_names(pack_dir: Path = PACK) -> dict[str, dict[str, list[str]]]:
         "bank_branches": pack.bank_branches,
         "bank_business_types": pack.bank_business_types,
     }
-    return {key: {item.name: list(item.aliases) for item in items} for key, items in lists.items()}
+    names = {key: {item.name: list(item.aliases) for item in items} for key, items in lists.items()}
+    # "独山子" for 独山子区; but not "克拉玛依", which is the city's name inside every other name.
+    city = pack.city.name.removesuffix("市")
+    names["districts"] = {d.name: [a for a in [d.name.removesuffix("区")] if a != city] for d in pack.districts}
+    names["tables"] = {
+        record.name: list(record.aliases) for table in load_tables(pack_dir).values() for record in table.records
+    }
+    return names
 
 
 def _block(lines: list[str]) -> str:
@@ -79,10 +87,24 @@ def _lookup_values(names: dict[str, list[str]]) -> list[str]:
     return sorted(values, key=lambda v: (-len(v), v))
 
 
+def search_words(cat: Catalogue) -> list[str]:
+    """Bare words that name a whole area ("公积金", "医疗健康"): the citizen gets the list of matching
+    services to choose from. Keywords of one service only, or already an example, are left out."""
+    counts: dict[str, int] = {}
+    for service in cat.services:
+        for word in set(service.keywords):
+            counts[word] = counts.get(word, 0) + 1
+    examples = {plain_text(e) for s in cat.services for e in s.examples}
+    examples |= {plain_text(e) for ex in cat.core_intents.values() for e in ex}
+    words = {w for w, n in counts.items() if n >= 2} | {f.name for f in cat.families}
+    return sorted(w for w in words if len(w) >= 2 and w not in examples and not ANNOTATION.search(w))
+
+
 def build_nlu(cat: Catalogue, names: dict[str, dict[str, list[str]]]) -> str:
     items: list[dict[str, Any]] = []
     for intent, examples in cat.core_intents.items():
         items.append({"intent": intent, "examples": _Literal(_block(examples))})
+    items.append({"intent": "search", "examples": _Literal(_block(search_words(cat)))})
     for service in cat.services:
         items.append({"intent": service.intent, "examples": _Literal(_block(service.examples))})
     for slot in cat.slots.values():
@@ -132,6 +154,17 @@ def build_domain(cat: Catalogue) -> str:
             for intent, value in (("affirm", True), ("deny", False))
         ],
     }
+    # What the citizen just asked, so "那明天呢？" can ask it again with a new date.
+    slots["last_service"] = {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]}
+    slots["last_slots"] = {"type": "any", "influence_conversation": False, "mappings": [{"type": "custom"}]}
+    applications = [s.intent for s in services if s.handler == "application"]
+    if applications:
+        # The citizen's own words ("楼道灯坏了") are the application: kept from the asking message.
+        slots["request_text"] = {
+            "type": "text",
+            "influence_conversation": False,
+            "mappings": [{"type": "from_text", "intent": applications}],
+        }
     forms = {s.form: {"required_slots": s.form_slots} for s in services if s.form}
     actions = [
         *CORE_ACTIONS,
@@ -142,8 +175,8 @@ def build_domain(cat: Catalogue) -> str:
     domain = {
         "version": "3.1",
         "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": False},
-        "intents": [*cat.core_intents, *(s.intent for s in services)],
-        "entities": list(cat.slots),
+        "intents": [*cat.core_intents, "search", *(s.intent for s in services)],
+        "entities": [*cat.slots, "family"],  # family: only from menu buttons
         "slots": slots,
         "forms": forms,
         "responses": RESPONSES,
@@ -159,6 +192,7 @@ def build_rules(cat: Catalogue) -> str:
         {"rule": "thanks", "steps": [{"intent": "thanks"}, {"action": "utter_thanks"}]},
         {"rule": "help", "steps": [{"intent": "help"}, {"action": "action_help"}]},
         {"rule": "out of scope", "steps": [{"intent": "out_of_scope"}, {"action": "action_out_of_scope"}]},
+        {"rule": "a bare keyword", "steps": [{"intent": "search"}, {"action": "action_search"}]},
         {"rule": "not understood", "steps": [{"intent": "nlu_fallback"}, {"action": "action_out_of_scope"}]},
         {
             "rule": "cancel with nothing to cancel",

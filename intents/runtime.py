@@ -14,6 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.config import get_settings
 from gateway.db.engine import async_engine, session_factory
 from intents.city.pack import CityPack, load_pack
+from intents.city.tables import Table, load_tables
+from intents.services import Service
 
 CITY_TZ = ZoneInfo("Asia/Shanghai")
 
@@ -33,6 +35,15 @@ class Context:
     now: datetime
     pack: CityPack
     sessions: async_sessionmaker[AsyncSession]
+    service: Service | None = None
+    entities: list[dict[str, Any]] = field(default_factory=list)  # of the latest message, in order
+
+    @property
+    def table(self) -> Table:
+        """The record table behind the current service (params.table)."""
+        if self.service is None or "table" not in self.service.params:
+            raise LookupError("this service has no table")
+        return tables()[self.service.params["table"]]
 
     @property
     def today(self) -> date:
@@ -53,6 +64,11 @@ def now() -> datetime:
 @lru_cache
 def pack() -> CityPack:
     return load_pack(get_settings().city_pack)
+
+
+@lru_cache
+def tables() -> dict[str, Table]:
+    return load_tables(get_settings().city_pack)
 
 
 @lru_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, model_validator
@@ -20,17 +21,24 @@ class SlotSpec(BaseModel):
     regex: list[str] = Field(default_factory=list)
 
 
+class Turn(BaseModel):
+    say: str
+    expect: list[str] = Field(default_factory=list)
+
+
 class Service(BaseModel):
     id: str
     name: str
     description: str
     handler: str
+    params: dict[str, Any] = Field(default_factory=dict)
     family: str = ""
     slots: list[str] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
     confirm: bool = False
     keywords: list[str] = Field(default_factory=list)
     examples: list[str]
+    test: list[Turn] = Field(default_factory=list)  # the conformance conversation
 
     @property
     def intent(self) -> str:
@@ -79,7 +87,7 @@ class Catalogue(BaseModel):
         return next(f for f in self.families if f.id == family_id)
 
     def search(self, text: str) -> list[Service]:
-        """Services whose name, family or keywords occur in the text, or the text in them."""
+        """Services whose name, family name or keywords occur in the text, or contain it."""
         hits = []
         for family in self.families:
             for s in family.services:

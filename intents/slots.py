@@ -5,16 +5,19 @@ periods as am/pm, clock times as HH:MM, counts as digit strings."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 from intents import availability, lookup, zh
+from intents.city.tables import resolve_record
 from intents.runtime import Context, button
 from intents.services import catalogue
 
 MAX_TICKETS = 6
+MAX_AMOUNT = 500
 WEEKDAYS = "一二三四五六日"
 
 
@@ -157,7 +160,58 @@ async def _booking_no(value: Any, ctx: Context) -> Check:
     return Check(zh.normalize_text(str(value)).upper())
 
 
+async def _item(value: Any, ctx: Context) -> Check:
+    text = zh.normalize_text(str(value))
+    record, suggestions = resolve_record(ctx.table, text)
+    if record is not None:
+        return Check(record.name)
+    if suggestions:
+        names = "、".join(suggestions)
+        return Check(None, f"没有找到“{text}”，您是不是要找：{names}？", _choices("item", suggestions))
+    return Check(None, f"没有找到“{text}”。")
+
+
+def _pattern(slot: str, pattern: str, label: str, clean: Callable[[str], str] = str.upper):
+    """A slot whose value is an identifier of a fixed shape (ID number, phone, plate…)."""
+    compiled = re.compile(pattern)
+
+    async def validate(value: Any, ctx: Context) -> Check:
+        text = zh.normalize_text(str(value)).replace(" ", "")
+        match = compiled.search(text)
+        if match is None:
+            return Check(None, f"{label}格式不正确，请重新输入。")
+        return Check(clean(match.group(0)))
+
+    return validate
+
+
+def _plate(text: str) -> str:
+    text = text.upper().replace("・", "·").replace(".", "·")
+    return text if "·" in text else f"{text[:2]}·{text[2:]}"
+
+
+async def _amount(value: Any, ctx: Context) -> Check:
+    text = zh.normalize_text(str(value))
+    number = re.search(r"[0-9]+(\.[0-9]{1,2})?", text)
+    amount = float(number.group(0)) if number else zh.extract_int(text, "元") or zh.extract_int(text, "块")
+    if not amount or not 1 <= float(amount) <= MAX_AMOUNT:
+        return Check(None, f"充值金额需在1到{MAX_AMOUNT}元之间，请重新输入。")
+    return Check(f"{float(amount):g}")
+
+
 VALIDATORS: dict[str, Callable[[Any, Context], Awaitable[Check]]] = {
+    "item": _item,
+    "district": _by_name("district", "district", "区"),
+    "ref_no": _pattern("ref_no", r"[A-Z]{2}[0-9]{10}", "编号"),
+    "id_number": _pattern("id_number", r"[1-9][0-9]{16}[0-9X]", "身份证号码"),
+    "phone_number": _pattern("phone_number", r"1[3-9][0-9]{9}", "手机号码"),
+    "student_id": _pattern("student_id", r"20[0-9]{10}", "学号"),
+    "exam_no": _pattern("exam_no", r"[0-9]{14}", "准考证号"),
+    "card_no": _pattern("card_no", r"[0-9]{8}", "卡号"),
+    "plate_number": _pattern("plate_number", r"新[A-Z][·.]?[A-Z0-9]{5,6}", "车牌号", _plate),
+    "flight_no": _pattern("flight_no", r"[A-Z][A-Z0-9][0-9]{3,4}", "航班号"),
+    "train_no": _pattern("train_no", r"[GDCZTKY][0-9]{1,4}", "车次"),
+    "amount": _amount,
     "bus_line": _bus_line,
     "bus_stop": _by_name("bus_stop", "bus_stop", "站点"),
     "hospital": _by_name("hospital", "hospital", "医院"),
@@ -220,4 +274,8 @@ async def ask(slot: str, ctx: Context) -> tuple[str, list[dict[str, str]]]:
         return question, [button(_day_label(d, ctx.today), "inform", date=d.isoformat()) for d in days]
     elif slot == "period":
         return question, [button("上午", "inform", period="上午"), button("下午", "inform", period="下午")]
+    elif slot == "item" and ctx.service is not None and "table" in ctx.service.params:
+        options = [r.name for r in ctx.table.records]
+    elif slot == "district":
+        options = [d.name for d in pack.districts]
     return question, _choices(slot, options)

@@ -4,9 +4,10 @@ from rasa_sdk import Tracker
 
 from gateway.conversations import citizen_of
 from intents import runtime
+from intents.services import Service
 
 
-async def context_for(tracker: Tracker) -> runtime.Context:
+async def context_for(tracker: Tracker, service: Service | None = None) -> runtime.Context:
     sessions = runtime.sessions()
     async with sessions() as db:
         try:
@@ -21,4 +22,6 @@ async def context_for(tracker: Tracker) -> runtime.Context:
         now=runtime.now(),
         pack=runtime.pack(),
         sessions=sessions,
+        service=service,
+        entities=sorted(tracker.latest_message.get("entities") or [], key=lambda e: e.get("start", 0)),
     )

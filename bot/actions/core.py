@@ -1,4 +1,4 @@
-"""Conversation-level actions: the menu, leaving the scope, bare answers with no question."""
+"""Conversation-level actions: the menu, leaving the scope, bare answers and follow-ups."""
 
 from __future__ import annotations
 
@@ -7,47 +7,80 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from intents.menu import help_menu, out_of_scope, services_for_entities
+from bot.actions.context import context_for
+from bot.actions.services import remember
+from intents import slots as slot_rules
+from intents.handlers import run_service
+from intents.menu import help_menu, out_of_scope, search, services_for_entities
+from intents.runtime import Answer
+from intents.services import catalogue
+
+
+def _entities(tracker: Tracker) -> dict[str, str]:
+    return {e["entity"]: e["value"] for e in tracker.latest_message.get("entities", [])}
 
 
 class Help(Action):
+    """The family menu; a family button lists its services."""
+
     def name(self) -> str:
         return "action_help"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        answer = help_menu()
+        answer = help_menu(tracker.latest_message.get("text") or "", _entities(tracker).get("family"))
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []
 
 
 class OutOfScope(Action):
+    """No city service: a keyword search first ("公积金"), else a polite no and the menu."""
+
     def name(self) -> str:
         return "action_out_of_scope"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        answer = out_of_scope()
+        answer = out_of_scope(tracker.latest_message.get("text") or "")
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []
 
 
 class Inform(Action):
-    """ "人民医院" out of the blue: offer the services that take a hospital."""
+    """A bare answer with no question pending: a follow-up to the last question ("那明天呢？"),
+    or "人民医院" out of the blue, which offers the services that take a hospital."""
 
     def name(self) -> str:
         return "action_inform"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        entities = {e["entity"]: e["value"] for e in tracker.latest_message.get("entities", [])}
-        answer = services_for_entities(entities)
+        entities = _entities(tracker)
+        answer, events = await self._follow_up(tracker, entities) or (services_for_entities(entities), [])
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return []
+        return events
+
+    async def _follow_up(self, tracker: Tracker, entities: dict[str, str]) -> tuple[Answer, list[EventType]] | None:
+        last = tracker.get_slot("last_service")
+        if not last or not set(entities) & set(catalogue().service(last).slots):
+            return None
+        service = catalogue().service(last)
+        context = await context_for(tracker, service)
+        context.slots.update(tracker.get_slot("last_slots") or {})
+        for name, value in entities.items():
+            if name in service.slots:
+                result = await slot_rules.validate(name, value, context)
+                if result.value is None:
+                    return Answer(result.message or "", result.buttons), []
+                context.slots[name] = result.value
+        return await run_service(service, context), remember(service, context)
 
 
-class RestartService(Action):
-    """Declared for rules that restart a service with new slots; kept minimal on purpose."""
+class Search(Action):
+    """A bare keyword ("公积金"): the services it matches, to choose from."""
 
     def name(self) -> str:
-        return "action_restart_service"
+        return "action_search"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        text = tracker.latest_message.get("text") or ""
+        answer = search(text) or help_menu(text, text.strip())
+        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []

@@ -23,7 +23,7 @@ MAX_FREE_TEXT = 30
 
 
 def reset_events(service: Service) -> list[EventType]:
-    return [SlotSet(name, None) for name in [*service.slots, "confirmed", "requested_slot"]]
+    return [SlotSet(name, None) for name in [*service.slots, "confirmed", "requested_slot", "request_text"]]
 
 
 class ServiceAction(Action, ABC):
@@ -40,7 +40,7 @@ class ServiceAction(Action, ABC):
         if self.service.confirm and tracker.get_slot("confirmed") is False:
             dispatcher.utter_message(text=DECLINED)
             return reset_events(self.service)
-        context = await context_for(tracker)
+        context = await context_for(tracker, self.service)
         if not self.service.form:  # no form validated these slots: do it here
             for name in self.service.slots:
                 if context.slots.get(name) is None:
@@ -52,7 +52,15 @@ class ServiceAction(Action, ABC):
                 context.slots[name] = result.value
         answer = await run_service(self.service, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return reset_events(self.service)
+        return [*reset_events(self.service), *remember(self.service, context)]
+
+
+def remember(service: Service, context: Context) -> list[EventType]:
+    """Keep a question (never a transaction) so a follow-up like "那明天呢？" can repeat it."""
+    if service.form:
+        return [SlotSet("last_service", None), SlotSet("last_slots", None)]
+    values = {name: context.slots.get(name) for name in service.slots if context.slots.get(name) is not None}
+    return [SlotSet("last_service", service.id), SlotSet("last_slots", values)]
 
 
 class ServiceFormValidation(FormValidationAction, ABC):
@@ -74,7 +82,7 @@ class ServiceFormValidation(FormValidationAction, ABC):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
             # "您是不是要找…" instead of the same question again.
             incoming[requested] = tracker.latest_message.get("text", "")
-        context: Context = await context_for(tracker)
+        context: Context = await context_for(tracker, self.service)
         checked: dict[str, Any] = {}
         for name in self.service.slots:  # catalogue order: hospital before department
             if name not in incoming or incoming[name] is None:
@@ -107,7 +115,9 @@ class AskSlot(Action, ABC):
         return f"action_ask_{self.slot}"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        context = await context_for(tracker)
+        form = tracker.active_loop.get("name")
+        service = _service_of_form(form) if form else None
+        context = await context_for(tracker, service)
         question, buttons = await slot_rules.ask(self.slot, context)
         dispatcher.utter_message(text=question, buttons=buttons)
         return []
@@ -119,7 +129,7 @@ class AskConfirmation(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         service = _service_of_form(tracker.active_loop.get("name"))
-        summary = await summarise(service, await context_for(tracker))
+        summary = await summarise(service, await context_for(tracker, service))
         dispatcher.utter_message(text=f"{summary}\n确认办理请回复“确认”，放弃请回复“取消”。", buttons=CONFIRM_BUTTONS)
         return []
 

@@ -28,6 +28,9 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_conn, _record) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # with WAL: survives a process crash; a power cut may lose the last commits
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()

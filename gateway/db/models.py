@@ -149,6 +149,7 @@ class Booking(SQLModel, table=True):
     conversation_id: str | None = Field(default=None, max_length=40)
     status: str = Field(default="confirmed", max_length=16)  # confirmed | cancelled
     slot_id: int | None = Field(default=None, foreign_key="appointmentslot.id")
+    resource_slot_id: int | None = Field(default=None, foreign_key="resourceslot.id")
     screening_id: int | None = Field(default=None, foreign_key="screening.id")
     quantity: int = 1
     amount_fen: int = 0
@@ -178,5 +179,52 @@ class QueueTicket(SQLModel, table=True):
     day: date
     number: int
     ticket: str = Field(max_length=8)
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ResourceSlot(SQLModel, table=True):
+    """Capacity of one bookable place (a vaccination clinic, a registry office…) for one half-day."""
+
+    __table_args__ = (UniqueConstraint("service_id", "place_id", "day", "period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    service_id: str = Field(max_length=64)
+    place_id: str = Field(max_length=64)
+    day: date
+    period: str = Field(max_length=8)
+    capacity: int
+    booked: int = 0
+
+
+class Application(SQLModel, table=True):
+    """An application, complaint or request a citizen submitted; its status follows from its age."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, max_length=20)
+    service_id: str = Field(max_length=64, index=True)
+    citizen_id: int | None = Field(default=None, foreign_key="citizen.id", index=True)
+    conversation_id: str | None = Field(default=None, max_length=40)
+    text: str = ""
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Subscription(SQLModel, table=True):
+    """A citizen's opt-in to alerts on a topic (air quality, weather, road closures…)."""
+
+    __table_args__ = (UniqueConstraint("citizen_id", "topic"),)
+    id: int | None = Field(default=None, primary_key=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    topic: str = Field(max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TopUp(SQLModel, table=True):
+    """A mobile phone top-up."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(unique=True, max_length=20)
+    phone: str = Field(max_length=16, index=True)
+    amount_fen: int
     citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
     created_at: datetime = Field(default_factory=utcnow)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from intents.handlers import culture, finance, health, transport, utilities
+from intents.handlers import culture, finance, generic, health, live, transport, utilities
 from intents.runtime import Answer, Context
 from intents.services import Service
 
@@ -24,11 +24,27 @@ HANDLERS: dict[str, Run] = {
     "bill_query": utilities.bill_query,
     "bill_payment": utilities.pay_bill,
     "bank_queue_ticket": finance.queue_ticket,
+    "bank_branch_info": finance.branch_info,
+    "bus_route": transport.bus_route,
+    "bus_stop_lines": transport.bus_stop_lines,
+    "phone_topup": utilities.phone_topup,
+    # generic kinds: most services are one of these plus data
+    "info": generic.info,
+    "lookup": generic.lookup,
+    "booking": generic.booking,
+    "booking_cancel": generic.booking_cancel,
+    "application": generic.application,
+    "application_status": generic.application_status,
+    "subscription": generic.subscription,
+    "live": live.live,
 }
 SUMMARIES: dict[str, Summary] = {
     "hospital_appointment": health.summary,
     "movie_ticket_booking": culture.summary,
     "bill_payment": utilities.summary,
+    "phone_topup": utilities.topup_summary,
+    "booking": generic.booking_summary,
+    "application": generic.application_summary,
 }
 
 

@@ -76,3 +76,12 @@ async def queue_ticket(service: Service, ctx: Context) -> Answer:
         f"取号成功！您的号码是 {ticket.ticket}（{business.name}）\n{branch.name}\n地址：{branch.address}\n"
         f"前面还有{ahead}人等候，预计等待约{wait}分钟。请留意叫号，过号需重新取号。"
     )
+
+
+async def branch_info(service: Service, ctx: Context) -> Answer:
+    branch = named(ctx.pack, "bank_branch", ctx.slot("bank_branch"))
+    district = ctx.pack.district(branch.district).name
+    return Answer(
+        f"{branch.name}：地址：{branch.address}（{district}），营业时间：{branch.hours}，"
+        f"开放窗口{branch.counters}个。\n需要排队取号可以直接说“在{branch.name}取号”。"
+    )

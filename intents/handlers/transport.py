@@ -75,3 +75,56 @@ async def bus_line_info(service: Service, ctx: Context) -> Answer:
         f"票价{line.fare_yuan:g}元。\n途经{len(stops)}站：{'—'.join(stops)}",
         [button(f"{line.name}现在到哪了", "bus_arrival", bus_line=line.name)],
     )
+
+
+def _stops_in_message(ctx: Context) -> list[str]:
+    """Stop names in the order the citizen said them ("从A到B")."""
+    names = [e["value"] for e in ctx.entities if e.get("entity") == "bus_stop"]
+    if ctx.slot("bus_stop") and ctx.slot("bus_stop") not in names:
+        names.append(ctx.slot("bus_stop"))
+    resolved = []
+    for name in names:
+        found = lookup.resolve(ctx.pack, "bus_stop", name)
+        if found.match and found.match not in resolved:
+            resolved.append(found.match)
+    return resolved
+
+
+async def bus_route(service: Service, ctx: Context) -> Answer:
+    stops = _stops_in_message(ctx)
+    if len(stops) < 2:
+        return Answer("请告诉我起点和终点，例如“从世纪公园到火车站怎么坐车”。")
+    origin, destination = (lookup.named(ctx.pack, "bus_stop", name) for name in stops[:2])
+    plans = []
+    for line in ctx.pack.bus_lines:  # direct lines first
+        if origin.id in line.stops and destination.id in line.stops:
+            hops = abs(line.stops.index(destination.id) - line.stops.index(origin.id))
+            plans.append((hops, f"乘坐{line.name}直达，{hops}站"))
+    if not plans:  # one change
+        for first in ctx.pack.lines_at(origin.id):
+            for second in ctx.pack.lines_at(destination.id):
+                if first.id == second.id:
+                    continue
+                for change in set(first.stops) & set(second.stops):
+                    hops = abs(first.stops.index(change) - first.stops.index(origin.id)) + abs(
+                        second.stops.index(destination.id) - second.stops.index(change)
+                    )
+                    name = ctx.pack.stop(change).name
+                    plans.append((hops, f"乘坐{first.name}到{name}，换乘{second.name}，共{hops}站"))
+    if not plans:
+        return Answer(f"从{origin.name}到{destination.name}没有一次换乘以内的公交方案，建议乘坐出租车。")
+    best = sorted(set(plans))[:3]
+    lines = [f"从{origin.name}到{destination.name}：", *(f"{n}. {text}" for n, (_h, text) in enumerate(best, 1))]
+    return Answer("\n".join(lines))
+
+
+async def bus_stop_lines(service: Service, ctx: Context) -> Answer:
+    stop = lookup.named(ctx.pack, "bus_stop", ctx.slot("bus_stop"))
+    lines = ctx.pack.lines_at(stop.id)
+    if not lines:
+        return Answer(f"目前没有公交线路经过{stop.name}。")
+    names = "、".join(line.name for line in lines)
+    return Answer(
+        f"经过{stop.name}的公交线路有：{names}。",
+        [button(f"{line.name}现在到哪了", "bus_arrival", bus_line=line.name, bus_stop=stop.name) for line in lines[:6]],
+    )

@@ -6,7 +6,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from gateway.db.models import Payment, UtilityAccount
+from gateway.db.models import Payment, TopUp, UtilityAccount
 from intents.handlers.refs import new_ref, yuan
 from intents.runtime import Answer, Context, button
 from intents.services import Service
@@ -82,3 +82,28 @@ async def pay_bill(service: Service, ctx: Context) -> Answer:
         f"缴费成功！流水号 {payment.ref}\n{kind.name}户号 {account.account_no} {_period(account.period)}"
         f"已缴 {yuan(payment.amount_fen)} 元，电子票据将发送至您的账户。"
     )
+
+
+async def topup_summary(service: Service, ctx: Context) -> str:
+    return f"请确认充值：手机号 {ctx.slot('phone_number')}，金额 {ctx.slot('amount')} 元。"
+
+
+async def phone_topup(service: Service, ctx: Context) -> Answer:
+    amount_fen = round(float(ctx.slot("amount")) * 100)
+    for _attempt in range(5):
+        async with ctx.sessions() as db:
+            topup = TopUp(
+                ref=new_ref("CZ", ctx.now),
+                phone=ctx.slot("phone_number"),
+                amount_fen=amount_fen,
+                citizen_id=ctx.citizen_id,
+            )
+            db.add(topup)
+            try:
+                await db.commit()
+                break
+            except IntegrityError:
+                await db.rollback()
+    else:
+        raise RuntimeError("no free top-up reference after 5 attempts")
+    return Answer(f"充值成功！流水号 {topup.ref}\n手机号 {topup.phone} 已充值 {yuan(amount_fen)} 元，通常1分钟内到账。")

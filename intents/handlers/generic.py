@@ -1,0 +1,264 @@
+"""The generic handler kinds most services are made of: information from a table, lookups by an
+identifier, bookings against capacity, applications with a status, and alert subscriptions."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from gateway.db.models import Application, Booking, ResourceSlot, Subscription, utcnow
+from intents.city.tables import Record
+from intents.handlers.refs import new_ref
+from intents.runtime import Answer, Context, button
+from intents.services import Service, catalogue
+
+LIST_LIMIT = 8
+PERIODS = {"am": "上午", "pm": "下午"}
+DEFAULT_CAPACITY = 20
+
+
+def _details(record: Record) -> list[str]:
+    return [f"{label}：{value}" for label, value in record.fields.items()]
+
+
+def _record(ctx: Context) -> Record | None:
+    name = ctx.slot("item")
+    return next((r for r in ctx.table.records if name in r.names), None) if name else None
+
+
+# --- information --------------------------------------------------------------------------------
+
+
+async def info(service: Service, ctx: Context) -> Answer:
+    table = ctx.table
+    record = _record(ctx)
+    if record is not None:
+        return Answer("\n".join([f"【{record.name}】", *_details(record), f"信息来源：{table.source}"]))
+    district = ctx.slot("district")
+    records = table.records
+    if district:
+        district_id = next((d.id for d in ctx.pack.districts if d.name == district), None)
+        records = [r for r in records if r.district in (None, district_id)]
+    lines = [f"{service.name}："] + [f"{r.name}：{r.summary}" for r in records[:LIST_LIMIT]]
+    lines.append(f"信息来源：{table.source}")
+    return Answer("\n".join(lines), [button(r.name, service.intent, item=r.name) for r in records[:LIST_LIMIT]])
+
+
+async def lookup(service: Service, ctx: Context) -> Answer:
+    key_slot = service.params["key_slot"]
+    key = ctx.slot(key_slot)
+    record = ctx.table.by_key(str(key))
+    if record is None:
+        return Answer(f"没有查到{key}的{service.name}记录，请核对后重新输入。")
+    return Answer("\n".join([f"{record.name}（{service.name}）", *_details(record), f"信息来源：{ctx.table.source}"]))
+
+
+# --- bookings ---------------------------------------------------------------------------------
+
+
+def _when(ctx: Context) -> str:
+    day = date.fromisoformat(ctx.slot("date"))
+    return f"{day.month}月{day.day}日{PERIODS[ctx.slot('period')]}"
+
+
+async def booking_summary(service: Service, ctx: Context) -> str:
+    return f"请确认预约：{service.name}，{ctx.slot('item')}，{_when(ctx)}。"
+
+
+async def _resource_slot(ctx: Context, service: Service, record: Record) -> ResourceSlot:
+    day, period = date.fromisoformat(ctx.slot("date")), ctx.slot("period")
+    async with ctx.sessions() as db:
+        query = select(ResourceSlot).where(
+            ResourceSlot.service_id == service.id,
+            ResourceSlot.place_id == record.id,
+            ResourceSlot.day == day,
+            ResourceSlot.period == period,
+        )
+        slot = (await db.exec(query)).first()
+        if slot is None:
+            db.add(
+                ResourceSlot(
+                    service_id=service.id,
+                    place_id=record.id,
+                    day=day,
+                    period=period,
+                    capacity=record.capacity or DEFAULT_CAPACITY,
+                )
+            )
+            try:
+                await db.commit()
+            except IntegrityError:  # made by a concurrent booking
+                await db.rollback()
+            slot = (await db.exec(query)).one()
+        return slot
+
+
+async def booking(service: Service, ctx: Context) -> Answer:
+    record = _record(ctx)
+    if record is None:
+        raise LookupError(ctx.slot("item"))
+    slot = await _resource_slot(ctx, service, record)
+    for _attempt in range(5):
+        async with ctx.sessions() as db:
+            # One conditional UPDATE: never more bookings than places, whatever runs concurrently.
+            number = (
+                await db.exec(
+                    update(ResourceSlot)
+                    .where(col(ResourceSlot.id) == slot.id, col(ResourceSlot.booked) < col(ResourceSlot.capacity))
+                    .values(booked=ResourceSlot.booked + 1)
+                    .returning(ResourceSlot.booked)
+                )
+            ).scalar()
+            if number is None:
+                await db.rollback()
+                return Answer(f"抱歉，{record.name}{_when(ctx)}已约满，请选择其他日期或时段。")
+            entry = Booking(
+                ref=new_ref(service.params.get("prefix", "YY"), ctx.now),
+                service_id=service.id,
+                citizen_id=ctx.citizen_id,
+                conversation_id=ctx.conversation_id,
+                resource_slot_id=slot.id,
+                details={
+                    "place": record.name,
+                    "date": ctx.slot("date"),
+                    "period": ctx.slot("period"),
+                    "number": number,
+                },
+            )
+            db.add(entry)
+            try:
+                await db.commit()
+            except IntegrityError:  # reference collision; the rollback returns the place
+                await db.rollback()
+                continue
+        lines = [f"预约成功！预约号 {entry.ref}", f"{service.name}：{record.name}", f"时间：{_when(ctx)}，第{number}号"]
+        return Answer("\n".join([*lines, *_details(record)]))
+    raise RuntimeError("no free booking reference after 5 attempts")
+
+
+async def booking_cancel(service: Service, ctx: Context) -> Answer:
+    services = service.params.get("services") or [s.id for s in catalogue().services if s.handler == "booking"]
+    ref = ctx.slot("ref_no")
+    async with ctx.sessions() as db:
+        mine = select(Booking).where(
+            Booking.citizen_id == ctx.citizen_id,
+            col(Booking.service_id).in_(services),
+            Booking.status == "confirmed",
+        )
+        if not ref:
+            active = (await db.exec(mine.order_by(col(Booking.id)))).all()
+            if not active:
+                return Answer("您目前没有可以取消的预约。")
+            return Answer(
+                "您有以下预约，请选择要取消的一个：",
+                [button(f"{b.details['place']} {b.details['date'][5:]}", service.intent, ref_no=b.ref) for b in active],
+            )
+        entry = (await db.exec(mine.where(Booking.ref == ref))).first()
+        if entry is None:
+            return Answer(f"没有找到您名下的预约 {ref}，请核对后重试。")
+        entry.status, entry.cancelled_at = "cancelled", utcnow()
+        db.add(entry)
+        await db.exec(
+            update(ResourceSlot)
+            .where(col(ResourceSlot.id) == entry.resource_slot_id, col(ResourceSlot.booked) > 0)
+            .values(booked=ResourceSlot.booked - 1)
+        )
+        await db.commit()
+    return Answer(f"已为您取消预约 {ref}（{entry.details['place']}）。")
+
+
+# --- applications -------------------------------------------------------------------------------
+
+STATUSES = [(1, "已提交"), (24, "已受理"), (72, "办理中")]  # hours since submission → status
+
+
+def _status(submitted: datetime, now: datetime) -> str:
+    hours = (now - submitted).total_seconds() / 3600
+    return next((name for limit, name in STATUSES if hours < limit), "已办结")
+
+
+async def application_summary(service: Service, ctx: Context) -> str:
+    words = ctx.slot("request_text") or ctx.text
+    return f"请确认提交：{service.name}\n内容：{words}"
+
+
+async def application(service: Service, ctx: Context) -> Answer:
+    words = ctx.slot("request_text") or ctx.text
+    for _attempt in range(5):
+        async with ctx.sessions() as db:
+            entry = Application(
+                ref=new_ref(service.params.get("prefix", "SQ"), ctx.now),
+                service_id=service.id,
+                citizen_id=ctx.citizen_id,
+                conversation_id=ctx.conversation_id,
+                text=words,
+                details={"submitted_at": ctx.now.isoformat(), **{s: ctx.slot(s) for s in service.slots}},
+            )
+            db.add(entry)
+            try:
+                await db.commit()
+                break
+            except IntegrityError:
+                await db.rollback()
+    else:
+        raise RuntimeError("no free application reference after 5 attempts")
+    lines = [f"已受理！受理编号 {entry.ref}", f"事项：{service.name}"]
+    materials = next((r for r in ctx.table.records if r.id == "materials"), None) if "table" in service.params else None
+    if materials is not None:
+        lines += _details(materials)
+    lines.append(f"查询进度请发送“查询进度 {entry.ref}”。")
+    return Answer("\n".join(lines))
+
+
+async def application_status(service: Service, ctx: Context) -> Answer:
+    ref = ctx.slot("ref_no")
+    async with ctx.sessions() as db:
+        found = (await db.exec(select(Application).where(Application.ref == ref))).first()
+        booked = None if found else (await db.exec(select(Booking).where(Booking.ref == ref))).first()
+    if found is not None:
+        name = _service_name(found.service_id)
+        status = _status(datetime.fromisoformat(found.details["submitted_at"]), ctx.now)
+        return Answer(f"受理编号 {ref}：{name}，当前状态：{status}。")
+    if booked is not None:
+        status = "已取消" if booked.status == "cancelled" else "预约有效"
+        return Answer(f"预约号 {ref}：{_service_name(booked.service_id)}，当前状态：{status}。")
+    return Answer(f"没有找到编号 {ref} 的办件，请核对后重新输入。")
+
+
+def _service_name(service_id: str) -> str:
+    try:
+        return catalogue().service(service_id).name
+    except KeyError:
+        return service_id
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+async def subscription(service: Service, ctx: Context) -> Answer:
+    topic, name = service.params["topic"], service.params.get("topic_name", service.name)
+    if ctx.citizen_id is None:
+        return Answer("请先通过短信或微信与我们建立联系后再订阅。")
+    async with ctx.sessions() as db:
+        current = (
+            await db.exec(
+                select(Subscription).where(Subscription.citizen_id == ctx.citizen_id, Subscription.topic == topic)
+            )
+        ).first()
+        if service.params.get("action", "subscribe") == "unsubscribe":
+            if current is None:
+                return Answer(f"您没有订阅{name}。")
+            await db.exec(delete(Subscription).where(col(Subscription.id) == current.id))
+            await db.commit()
+            return Answer(f"已为您退订{name}，之后不再推送。")
+        if current is not None:
+            return Answer(f"您已订阅{name}，有预警时会第一时间通知您。")
+        db.add(Subscription(citizen_id=ctx.citizen_id, topic=topic))
+        try:
+            await db.commit()
+        except IntegrityError:  # the same request twice at once
+            await db.rollback()
+    return Answer(f"已为您订阅{name}，有预警时会第一时间通知您。回复“退订{name}”可取消。")
