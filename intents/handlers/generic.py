@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from gateway.db.models import Application, Booking, ResourceSlot, Subscription, utcnow
 from intents.city.tables import Record
-from intents.handlers.refs import new_ref
+from intents.handlers.refs import insert_with_ref, new_ref
 from intents.runtime import Answer, Context, button
 from intents.services import Service, catalogue
 
@@ -187,24 +187,19 @@ async def application_summary(service: Service, ctx: Context) -> str:
 
 async def application(service: Service, ctx: Context) -> Answer:
     words = ctx.slot("request_text") or ctx.text
-    for _attempt in range(5):
-        async with ctx.sessions() as db:
-            entry = Application(
-                ref=new_ref(service.params.get("prefix", "SQ"), ctx.now),
-                service_id=service.id,
-                citizen_id=ctx.citizen_id,
-                conversation_id=ctx.conversation_id,
-                text=words,
-                details={"submitted_at": ctx.now.isoformat(), **{s: ctx.slot(s) for s in service.slots}},
-            )
-            db.add(entry)
-            try:
-                await db.commit()
-                break
-            except IntegrityError:
-                await db.rollback()
-    else:
-        raise RuntimeError("no free application reference after 5 attempts")
+    entry = await insert_with_ref(
+        ctx.sessions,
+        service.params.get("prefix", "SQ"),
+        ctx.now,
+        lambda ref: Application(
+            ref=ref,
+            service_id=service.id,
+            citizen_id=ctx.citizen_id,
+            conversation_id=ctx.conversation_id,
+            text=words,
+            details={"submitted_at": ctx.now.isoformat(), **{s: ctx.slot(s) for s in service.slots}},
+        ),
+    )
     lines = [f"已受理！受理编号 {entry.ref}", f"事项：{service.name}"]
     materials = next((r for r in ctx.table.records if r.id == "materials"), None) if "table" in service.params else None
     if materials is not None:

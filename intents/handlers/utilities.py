@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from gateway.db.models import Payment, TopUp, UtilityAccount
-from intents.handlers.refs import new_ref, yuan
+from intents.handlers.refs import insert_with_ref, new_ref, yuan
 from intents.runtime import Answer, Context, button
 from intents.services import Service
 
@@ -90,20 +90,10 @@ async def topup_summary(service: Service, ctx: Context) -> str:
 
 async def phone_topup(service: Service, ctx: Context) -> Answer:
     amount_fen = round(float(ctx.slot("amount")) * 100)
-    for _attempt in range(5):
-        async with ctx.sessions() as db:
-            topup = TopUp(
-                ref=new_ref("CZ", ctx.now),
-                phone=ctx.slot("phone_number"),
-                amount_fen=amount_fen,
-                citizen_id=ctx.citizen_id,
-            )
-            db.add(topup)
-            try:
-                await db.commit()
-                break
-            except IntegrityError:
-                await db.rollback()
-    else:
-        raise RuntimeError("no free top-up reference after 5 attempts")
+    topup = await insert_with_ref(
+        ctx.sessions,
+        "CZ",
+        ctx.now,
+        lambda ref: TopUp(ref=ref, phone=ctx.slot("phone_number"), amount_fen=amount_fen, citizen_id=ctx.citizen_id),
+    )
     return Answer(f"充值成功！流水号 {topup.ref}\n手机号 {topup.phone} 已充值 {yuan(amount_fen)} 元，通常1分钟内到账。")
