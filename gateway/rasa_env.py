@@ -103,7 +103,7 @@ def train(settings: Settings, force: bool = False, config: str = "config.yml") -
             str(venv / "bin" / "rasa"), "train", "--config", config, "--domain", "domain.yml",
             "--data", "data", "--out", out, "--fixed-model-name", "model",
         ]  # fmt: skip
-        log.info("training the Rasa model (inputs changed)")
+        log.info("training the Rasa model: its inputs changed (a few minutes on 2 cores)")
         started = time.monotonic()
         proc = subprocess.run(command, cwd=BOT, env=rasa_environ(), capture_output=True, text=True)
         output = proc.stdout + proc.stderr
