@@ -7,6 +7,7 @@ from datetime import date
 from sqlmodel import select
 
 from gateway.db.models import AppointmentSlot, UtilityAccount
+from intents.capacity import capacity_row
 from intents.lookup import named
 from intents.runtime import Answer, Context, button
 
@@ -17,29 +18,23 @@ async def appointment_slot(ctx: Context, day: str, period: str) -> AppointmentSl
     """The capacity row for the chosen hospital and department on that half-day, made on first use."""
     hospital = named(ctx.pack, "hospital", ctx.slot("hospital"))
     department = named(ctx.pack, "department", ctx.slot("department"))
-    async with ctx.sessions() as db:
-        query = select(AppointmentSlot).where(
-            AppointmentSlot.hospital_id == hospital.id,
-            AppointmentSlot.department_id == department.id,
-            AppointmentSlot.day == date.fromisoformat(day),
-            AppointmentSlot.period == period,
-        )
-        slot = (await db.exec(query)).first()
-        if slot is None:
-            slot = AppointmentSlot(
-                hospital_id=hospital.id,
-                department_id=department.id,
-                day=date.fromisoformat(day),
-                period=period,
-                capacity=ctx.pack.appointment.capacity_for(hospital.id, department.id, period),
-            )
-            db.add(slot)
-            try:
-                await db.commit()
-            except Exception:  # created concurrently by another turn: read theirs
-                await db.rollback()
-                slot = (await db.exec(query)).one()
-        return slot
+    query = select(AppointmentSlot).where(
+        AppointmentSlot.hospital_id == hospital.id,
+        AppointmentSlot.department_id == department.id,
+        AppointmentSlot.day == date.fromisoformat(day),
+        AppointmentSlot.period == period,
+    )
+    return await capacity_row(
+        ctx.sessions,
+        query,
+        lambda: AppointmentSlot(
+            hospital_id=hospital.id,
+            department_id=department.id,
+            day=date.fromisoformat(day),
+            period=period,
+            capacity=ctx.pack.appointment.capacity_for(hospital.id, department.id, period),
+        ),
+    )
 
 
 def _period_over(ctx: Context, day: str, period: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from intents.city.pack import CityPack, Showing, UtilityKind
+from intents.city.pack import KIND_FIELDS, CityPack, Showing, UtilityKind
 
 
 @dataclass
@@ -30,9 +30,10 @@ def resolve(pack: CityPack, kind: str, text: str) -> Resolution:
 
 
 def named(pack: CityPack, kind: str, name: str) -> Any:
-    for candidate in pack.resolve(kind, name):
-        if candidate.name == name:
-            return candidate.item
+    """The item whose canonical name this is (slots hold canonical names): an exact match, no fuzzing."""
+    for item in getattr(pack, KIND_FIELDS[kind]):
+        if item.name == name:
+            return item
     raise KeyError(f"no {kind} named {name!r}")
 
 

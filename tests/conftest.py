@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from gateway.config import Settings
 from gateway.rasa_env import train
+from tests.fake_rasa import FakeRasa, make_template_database
 from tests.stack import REDIS_URL, Stack, fresh_database
 
 # Two full systems: the embedded default, and the multi-process deployment's backends.
@@ -72,6 +75,21 @@ class Chat:
         matching = [b for b in self.buttons if title_part in b["title"]]
         assert matching, f"no button with {title_part!r} in {[b['title'] for b in self.buttons]}"
         return await self.say(matching[0]["payload"])
+
+
+# In-process gateway tests (test_bad_input, test_bridge): a migrated SQLite template per module and
+# a stand-in Rasa speaking its REST webhook contract.
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    return make_template_database(tmp_path_factory.mktemp("template"))
+
+
+@pytest_asyncio.fixture
+async def rasa() -> AsyncIterator[FakeRasa]:
+    fake = FakeRasa()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 @pytest.fixture

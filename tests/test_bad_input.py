@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,30 +20,15 @@ import pytest_asyncio
 from gateway.pipeline import EMPTY, IN_PROGRESS, RATE_LIMITED, TOO_LONG
 from tests.fake_rasa import (
     BUTTON,
-    FakeRasa,
     Gateway,
     echo_text,
     is_chinese,
-    make_template_database,
     new_id,
     new_session,
     running_gateway,
 )
 
 GOOD_SESSION = "abcdefgh-_12"
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    return make_template_database(tmp_path_factory.mktemp("template"))
-
-
-@pytest_asyncio.fixture
-async def rasa():
-    fake = FakeRasa()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest_asyncio.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +19,8 @@ from gateway.bridge import CircuitBreaker
 from gateway.pipeline import BUSY
 from tests.fake_rasa import (
     BUTTON,
-    FakeRasa,
     Gateway,
     echo_text,
-    make_template_database,
     new_id,
     new_session,
     running_gateway,
@@ -32,19 +29,6 @@ from tests.fake_rasa import (
 TIMEOUT_S = 0.5
 RESET_S = 1.0
 BUSY_REPLY = [{"text": BUSY, "buttons": []}]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    return make_template_database(tmp_path_factory.mktemp("template"))
-
-
-@pytest_asyncio.fixture
-async def rasa():
-    fake = FakeRasa()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest_asyncio.fixture

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 
@@ -28,6 +29,16 @@ class LocalFanout:
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+
+    @contextlib.contextmanager
+    def listen(self, topic: str) -> Iterator[Subscription]:
+        """A local subscription to topic for the duration of the with-block."""
+        sub = Subscription(topic)
+        self.add(sub)
+        try:
+            yield sub
+        finally:
+            self.remove(sub)
 
     def add(self, sub: Subscription) -> bool:
         first = not self._subs[sub.topic]

@@ -56,12 +56,8 @@ class MemoryState:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, topic: str) -> AsyncIterator[Subscription]:
-        sub = Subscription(topic)
-        self._fanout.add(sub)
-        try:
+        with self._fanout.listen(topic) as sub:
             yield sub
-        finally:
-            self._fanout.remove(sub)
 
     async def ping(self) -> bool:
         return True

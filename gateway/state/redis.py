@@ -72,12 +72,8 @@ class RedisState:
             self._ready.clear()
             self._reader = asyncio.create_task(self._read(), name="redis-pubsub")
         await asyncio.wait_for(self._ready.wait(), 5)
-        sub = Subscription(topic)
-        self._fanout.add(sub)
-        try:
+        with self._fanout.listen(topic) as sub:
             yield sub
-        finally:
-            self._fanout.remove(sub)
 
     async def ping(self) -> bool:
         try:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 
 from gateway.db.models import Booking, Screening
 from intents import lookup
-from intents.handlers.refs import new_ref, yuan
+from intents.capacity import capacity_row, take
+from intents.handlers.refs import insert_with_ref, yuan
 from intents.runtime import Answer, Context, button
 from intents.services import Service
 
@@ -66,19 +65,10 @@ async def summary(service: Service, ctx: Context) -> str:
 
 async def _screening(ctx: Context, showing, capacity: int) -> Screening:
     day, time = _day(ctx), ctx.slot("show_time")
-    async with ctx.sessions() as db:
-        query = select(Screening).where(
-            Screening.showing_id == showing.id, Screening.day == day, Screening.time == time
-        )
-        screening = (await db.exec(query)).first()
-        if screening is None:
-            db.add(Screening(showing_id=showing.id, day=day, time=time, capacity=capacity))
-            try:
-                await db.commit()
-            except IntegrityError:  # created by a concurrent booking
-                await db.rollback()
-            screening = (await db.exec(query)).one()
-        return screening
+    query = select(Screening).where(Screening.showing_id == showing.id, Screening.day == day, Screening.time == time)
+    return await capacity_row(
+        ctx.sessions, query, lambda: Screening(showing_id=showing.id, day=day, time=time, capacity=capacity)
+    )
 
 
 def _seat_names(first: int, count: int, per_row: int) -> list[str]:
@@ -90,46 +80,33 @@ async def book_tickets(service: Service, ctx: Context) -> Answer:
     hall = ctx.pack.hall(showing.hall)
     screening = await _screening(ctx, showing, hall.rows * hall.seats_per_row)
     total = round(showing.price_yuan * 100) * count
-    for _attempt in range(5):
-        async with ctx.sessions() as db:
-            sold = (
-                await db.exec(
-                    update(Screening)
-                    .where(col(Screening.id) == screening.id, col(Screening.sold) + count <= col(Screening.capacity))
-                    .values(sold=Screening.sold + count)
-                    .returning(Screening.sold)
-                )
-            ).scalar()
-            if sold is None:
-                await db.rollback()
-                return Answer(f"抱歉，该场次剩余座位不足{count}张，请选择其他场次。")
-            seats = _seat_names(sold - count, count, hall.seats_per_row)
-            booking = Booking(
-                ref=new_ref("DY", ctx.now),
-                service_id=service.id,
-                citizen_id=ctx.citizen_id,
-                conversation_id=ctx.conversation_id,
-                screening_id=screening.id,
-                quantity=count,
-                amount_fen=total,
-                details={
-                    "film": ctx.slot("film"),
-                    "cinema": ctx.slot("cinema"),
-                    "hall": hall.name,
-                    "date": _day(ctx).isoformat(),
-                    "time": ctx.slot("show_time"),
-                    "seats": seats,
-                },
-            )
-            db.add(booking)
-            try:
-                await db.commit()
-            except IntegrityError:  # reference collision; the rollback returns the seats
-                await db.rollback()
-                continue
-        return Answer(
-            f"购票成功！订单号 {booking.ref}\n《{ctx.slot('film')}》 {ctx.slot('cinema')} {hall.name}\n"
-            f"{_day_label(_day(ctx), ctx)} {ctx.slot('show_time')}，座位：{'、'.join(seats)}\n"
-            f"共{yuan(total)}元。请凭订单号到影院自助机取票。"
-        )
-    raise RuntimeError("no free order reference after 5 attempts")
+    booking = await insert_with_ref(
+        ctx.sessions,
+        "DY",
+        ctx.now,
+        lambda ref, sold: Booking(
+            ref=ref,
+            service_id=service.id,
+            citizen_id=ctx.citizen_id,
+            conversation_id=ctx.conversation_id,
+            screening_id=screening.id,
+            quantity=count,
+            amount_fen=total,
+            details={
+                "film": ctx.slot("film"),
+                "cinema": ctx.slot("cinema"),
+                "hall": hall.name,
+                "date": _day(ctx).isoformat(),
+                "time": ctx.slot("show_time"),
+                "seats": _seat_names(sold - count, count, hall.seats_per_row),
+            },
+        ),
+        take=lambda db: take(db, Screening.sold, screening.id, count),
+    )
+    if booking is None:
+        return Answer(f"抱歉，该场次剩余座位不足{count}张，请选择其他场次。")
+    return Answer(
+        f"购票成功！订单号 {booking.ref}\n《{ctx.slot('film')}》 {ctx.slot('cinema')} {hall.name}\n"
+        f"{_day_label(_day(ctx), ctx)} {ctx.slot('show_time')}，座位：{'、'.join(booking.details['seats'])}\n"
+        f"共{yuan(total)}元。请凭订单号到影院自助机取票。"
+    )

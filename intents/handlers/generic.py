@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from gateway.db.models import Application, Booking, ResourceSlot, Subscription, utcnow
+from intents.capacity import capacity_row, give_back, take
 from intents.city.tables import Record
-from intents.handlers.refs import insert_with_ref, new_ref
+from intents.handlers.refs import insert_with_ref
 from intents.runtime import Answer, Context, button
 from intents.services import Service, catalogue
 
@@ -70,30 +71,23 @@ async def booking_summary(service: Service, ctx: Context) -> str:
 
 async def _resource_slot(ctx: Context, service: Service, record: Record) -> ResourceSlot:
     day, period = date.fromisoformat(ctx.slot("date")), ctx.slot("period")
-    async with ctx.sessions() as db:
-        query = select(ResourceSlot).where(
-            ResourceSlot.service_id == service.id,
-            ResourceSlot.place_id == record.id,
-            ResourceSlot.day == day,
-            ResourceSlot.period == period,
-        )
-        slot = (await db.exec(query)).first()
-        if slot is None:
-            db.add(
-                ResourceSlot(
-                    service_id=service.id,
-                    place_id=record.id,
-                    day=day,
-                    period=period,
-                    capacity=record.capacity or DEFAULT_CAPACITY,
-                )
-            )
-            try:
-                await db.commit()
-            except IntegrityError:  # made by a concurrent booking
-                await db.rollback()
-            slot = (await db.exec(query)).one()
-        return slot
+    query = select(ResourceSlot).where(
+        ResourceSlot.service_id == service.id,
+        ResourceSlot.place_id == record.id,
+        ResourceSlot.day == day,
+        ResourceSlot.period == period,
+    )
+    return await capacity_row(
+        ctx.sessions,
+        query,
+        lambda: ResourceSlot(
+            service_id=service.id,
+            place_id=record.id,
+            day=day,
+            period=period,
+            capacity=record.capacity or DEFAULT_CAPACITY,
+        ),
+    )
 
 
 async def booking(service: Service, ctx: Context) -> Answer:
@@ -101,42 +95,28 @@ async def booking(service: Service, ctx: Context) -> Answer:
     if record is None:
         raise LookupError(ctx.slot("item"))
     slot = await _resource_slot(ctx, service, record)
-    for _attempt in range(5):
-        async with ctx.sessions() as db:
-            # One conditional UPDATE: never more bookings than places, whatever runs concurrently.
-            number = (
-                await db.exec(
-                    update(ResourceSlot)
-                    .where(col(ResourceSlot.id) == slot.id, col(ResourceSlot.booked) < col(ResourceSlot.capacity))
-                    .values(booked=ResourceSlot.booked + 1)
-                    .returning(ResourceSlot.booked)
-                )
-            ).scalar()
-            if number is None:
-                await db.rollback()
-                return Answer(f"抱歉，{record.name}{_when(ctx)}已约满，请选择其他日期或时段。")
-            entry = Booking(
-                ref=new_ref(service.params.get("prefix", "YY"), ctx.now),
-                service_id=service.id,
-                citizen_id=ctx.citizen_id,
-                conversation_id=ctx.conversation_id,
-                resource_slot_id=slot.id,
-                details={
-                    "place": record.name,
-                    "date": ctx.slot("date"),
-                    "period": ctx.slot("period"),
-                    "number": number,
-                },
-            )
-            db.add(entry)
-            try:
-                await db.commit()
-            except IntegrityError:  # reference collision; the rollback returns the place
-                await db.rollback()
-                continue
-        lines = [f"预约成功！预约号 {entry.ref}", f"{service.name}：{record.name}", f"时间：{_when(ctx)}，第{number}号"]
-        return Answer("\n".join([*lines, *_details(record)]))
-    raise RuntimeError("no free booking reference after 5 attempts")
+    entry = await insert_with_ref(
+        ctx.sessions,
+        service.params.get("prefix", "YY"),
+        ctx.now,
+        lambda ref, number: Booking(
+            ref=ref,
+            service_id=service.id,
+            citizen_id=ctx.citizen_id,
+            conversation_id=ctx.conversation_id,
+            resource_slot_id=slot.id,
+            details={"place": record.name, "date": ctx.slot("date"), "period": ctx.slot("period"), "number": number},
+        ),
+        take=lambda db: take(db, ResourceSlot.booked, slot.id),
+    )
+    if entry is None:
+        return Answer(f"抱歉，{record.name}{_when(ctx)}已约满，请选择其他日期或时段。")
+    lines = [
+        f"预约成功！预约号 {entry.ref}",
+        f"{service.name}：{record.name}",
+        f"时间：{_when(ctx)}，第{entry.details['number']}号",
+    ]
+    return Answer("\n".join([*lines, *_details(record)]))
 
 
 async def booking_cancel(service: Service, ctx: Context) -> Answer:
@@ -161,11 +141,7 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
             return Answer(f"没有找到您名下的预约 {ref}，请核对后重试。")
         entry.status, entry.cancelled_at = "cancelled", utcnow()
         db.add(entry)
-        await db.exec(
-            update(ResourceSlot)
-            .where(col(ResourceSlot.id) == entry.resource_slot_id, col(ResourceSlot.booked) > 0)
-            .values(booked=ResourceSlot.booked - 1)
-        )
+        await give_back(db, ResourceSlot.booked, entry.resource_slot_id)
         await db.commit()
     return Answer(f"已为您取消预约 {ref}（{entry.details['place']}）。")
 
@@ -191,7 +167,7 @@ async def application(service: Service, ctx: Context) -> Answer:
         ctx.sessions,
         service.params.get("prefix", "SQ"),
         ctx.now,
-        lambda ref: Application(
+        lambda ref, _taken: Application(
             ref=ref,
             service_id=service.id,
             citizen_id=ctx.citizen_id,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.db.models import AppointmentSlot, Booking, utcnow
 from intents.availability import alternatives, appointment_slot
-from intents.handlers.refs import new_ref
+from intents.capacity import give_back, take
+from intents.handlers.refs import insert_with_ref
 from intents.lookup import named
 from intents.runtime import Answer, Context, button
 from intents.services import Service
@@ -26,55 +26,43 @@ async def summary(service: Service, ctx: Context) -> str:
     return f"请确认挂号信息：{ctx.slot('hospital')} {ctx.slot('department')}，{_when(ctx)}。"
 
 
-async def _take_place(db, slot_id: int) -> int | None:
-    """Raise the count only while a place is left, in one statement: two citizens can never take
-    the last place together, on SQLite or PostgreSQL. Returns the queue number, or None if full."""
-    taken = await db.exec(
-        update(AppointmentSlot)
-        .where(col(AppointmentSlot.id) == slot_id, col(AppointmentSlot.booked) < col(AppointmentSlot.capacity))
-        .values(booked=AppointmentSlot.booked + 1)
-        .returning(AppointmentSlot.booked)
-    )
-    return taken.scalar()
+async def _take_place(db: AsyncSession, slot_id: int) -> int | None:
+    """One place of a clinic half-day; the queue number, or None when it is full."""
+    return await take(db, AppointmentSlot.booked, slot_id)
 
 
 async def book_appointment(service: Service, ctx: Context) -> Answer:
     slot = await appointment_slot(ctx, ctx.slot("date"), ctx.slot("period"))
     hospital = named(ctx.pack, "hospital", ctx.slot("hospital"))
-    for _attempt in range(5):
-        async with ctx.sessions() as db:
-            number = await _take_place(db, slot.id)
-            if number is None:
-                await db.rollback()
-                options = await alternatives(ctx, ctx.slot("date"), ctx.slot("period"))
-                return Answer(f"抱歉，{_when(ctx)}的号刚刚被约满了。可以预约的时段：", options)
-            booking = Booking(
-                ref=new_ref("GH", ctx.now),
-                service_id=service.id,
-                citizen_id=ctx.citizen_id,
-                conversation_id=ctx.conversation_id,
-                slot_id=slot.id,
-                details={
-                    "hospital": hospital.name,
-                    "department": ctx.slot("department"),
-                    "date": ctx.slot("date"),
-                    "period": ctx.slot("period"),
-                    "queue_number": number,
-                },
-            )
-            db.add(booking)
-            try:
-                await db.commit()
-            except IntegrityError:  # the random reference was taken; the rollback returns the place
-                await db.rollback()
-                continue
-        return Answer(
-            f"挂号成功！预约号 {booking.ref}\n{hospital.name} {ctx.slot('department')}\n"
-            f"{_when(ctx)}，就诊序号第{number}号\n地址：{hospital.address}\n"
-            f"请携带身份证或医保卡按时就诊。如需取消，请发送“取消挂号 {booking.ref}”。",
-            [button("取消这个预约", "hospital_appointment_cancel", booking_no=booking.ref)],
-        )
-    raise RuntimeError("no free booking reference after 5 attempts")
+    booking = await insert_with_ref(
+        ctx.sessions,
+        "GH",
+        ctx.now,
+        lambda ref, number: Booking(
+            ref=ref,
+            service_id=service.id,
+            citizen_id=ctx.citizen_id,
+            conversation_id=ctx.conversation_id,
+            slot_id=slot.id,
+            details={
+                "hospital": hospital.name,
+                "department": ctx.slot("department"),
+                "date": ctx.slot("date"),
+                "period": ctx.slot("period"),
+                "queue_number": number,
+            },
+        ),
+        take=lambda db: _take_place(db, slot.id),
+    )
+    if booking is None:
+        options = await alternatives(ctx, ctx.slot("date"), ctx.slot("period"))
+        return Answer(f"抱歉，{_when(ctx)}的号刚刚被约满了。可以预约的时段：", options)
+    return Answer(
+        f"挂号成功！预约号 {booking.ref}\n{hospital.name} {ctx.slot('department')}\n"
+        f"{_when(ctx)}，就诊序号第{booking.details['queue_number']}号\n地址：{hospital.address}\n"
+        f"请携带身份证或医保卡按时就诊。如需取消，请发送“取消挂号 {booking.ref}”。",
+        [button("取消这个预约", "hospital_appointment_cancel", booking_no=booking.ref)],
+    )
 
 
 async def cancel_appointment(service: Service, ctx: Context) -> Answer:
@@ -103,11 +91,7 @@ async def cancel_appointment(service: Service, ctx: Context) -> Answer:
             return Answer(f"没有找到您名下待就诊的预约号 {ref}，请核对后重试。")
         booking.status, booking.cancelled_at = "cancelled", utcnow()
         db.add(booking)
-        await db.exec(
-            update(AppointmentSlot)
-            .where(col(AppointmentSlot.id) == booking.slot_id, col(AppointmentSlot.booked) > 0)
-            .values(booked=AppointmentSlot.booked - 1)
-        )
+        await give_back(db, AppointmentSlot.booked, booking.slot_id)
         await db.commit()
     d = booking.details
     return Answer(f"已为您取消预约 {ref}：{d['hospital']} {d['department']} {d['date']}。号源已释放。")

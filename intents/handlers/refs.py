@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -23,12 +23,22 @@ def yuan(fen: int) -> str:
 
 
 async def insert_with_ref(
-    sessions: async_sessionmaker[AsyncSession], prefix: str, now: datetime, build: Callable[[str], T]
-) -> T:
-    """Insert a row that carries a new random reference, drawing again on the rare collision."""
+    sessions: async_sessionmaker[AsyncSession],
+    prefix: str,
+    now: datetime,
+    build: Callable[[str, int | None], T],
+    take: Callable[[AsyncSession], Awaitable[int | None]] | None = None,
+) -> T | None:
+    """Insert build(ref, taken): a row carrying a new random reference. With `take`, first take
+    capacity in the same transaction (None when full: nothing is inserted). A reference collision
+    rolls both back and draws a new reference."""
     for _attempt in range(5):
         async with sessions() as db:
-            row = build(new_ref(prefix, now))
+            taken = await take(db) if take is not None else None
+            if take is not None and taken is None:
+                await db.rollback()
+                return None
+            row = build(new_ref(prefix, now), taken)
             db.add(row)
             try:
                 await db.commit()

@@ -94,6 +94,8 @@ async def phone_topup(service: Service, ctx: Context) -> Answer:
         ctx.sessions,
         "CZ",
         ctx.now,
-        lambda ref: TopUp(ref=ref, phone=ctx.slot("phone_number"), amount_fen=amount_fen, citizen_id=ctx.citizen_id),
+        lambda ref, _taken: TopUp(
+            ref=ref, phone=ctx.slot("phone_number"), amount_fen=amount_fen, citizen_id=ctx.citizen_id
+        ),
     )
     return Answer(f"充值成功！流水号 {topup.ref}\n手机号 {topup.phone} 已充值 {yuan(amount_fen)} 元，通常1分钟内到账。")
