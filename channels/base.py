@@ -32,6 +32,25 @@ class Reply:
         return {"text": self.text, "buttons": self.buttons}
 
 
+@dataclass(frozen=True)
+class Rendered:
+    """A reply as its channel will carry it (e.g. one SMS with a numbered menu and its segment count)."""
+
+    text: str
+    buttons: list[dict[str, str]] = field(default_factory=list)
+    segments: int | None = None
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    """An outbound message as recorded in the message log; `queued` ones still need the dispatcher."""
+
+    message_id: int
+    text: str
+    segments: int | None
+    status: str
+
+
 @dataclass
 class TurnResult:
     """What the pipeline did with one inbound message."""
@@ -41,12 +60,24 @@ class TurnResult:
     duplicate: bool = False
     refusal: str | None = None  # a Chinese sentence for the citizen when the message was refused
     refusal_code: str | None = None  # machine-readable: empty | too_long | rate_limited
+    outbound: list[OutboundRecord] = field(default_factory=list)
 
 
 class MessageHandler(Protocol):
     """What a channel hands inbound messages to (the gateway's pipeline)."""
 
     async def handle(self, message: InboundMessage) -> TurnResult: ...
+
+
+class Intake(Protocol):
+    """Where webhook channels hand what they received: the gateway dedupes and queues it, so the
+    webhook can be acknowledged at once (Twilio waits 15 s, WeChat 5 s)."""
+
+    async def accept(self, message: InboundMessage) -> bool:
+        """Queue message for a bot turn; False when it was seen before (a provider's retry)."""
+
+    async def status(self, update: StatusUpdate) -> None:
+        """Record a provider's delivery report."""
 
 
 class Channel(Protocol):

@@ -11,7 +11,7 @@ import sys
 import uuid
 
 from gateway.config import REPO_ROOT, Settings, get_settings
-from gateway.logs import setup_logging
+from gateway.logs import PrivateAccessLogger, setup_logging
 
 log = logging.getLogger("citygw")
 
@@ -85,7 +85,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             rasa_env.wait_http(f"http://127.0.0.1:{settings.action_port}/health", 60, actions, logs / "actions.log")
             rasa_env.wait_http(f"{settings.rasa_url}/status", 180, rasa, logs / "rasa.log")
         print(f"web chat: http://{settings.host}:{settings.port}/   (Ctrl-C stops everything)", flush=True)
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            access_log_class=PrivateAccessLogger,
+        )
     except rasa_env.SetupError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -4,13 +4,13 @@ normalise → refuse what must be refused → dedupe → conversation → bot �
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import InboundMessage, Reply, TurnResult
+from channels.base import InboundMessage, OutboundRecord, Rendered, Reply, TurnResult
 from gateway import conversations
 from gateway.bridge import BotUnavailable, RasaBridge
 from gateway.config import Settings
@@ -27,6 +27,9 @@ RATE_LIMITED = "您发送得太频繁了，请稍等一分钟再试。"
 IN_PROGRESS = "这条消息正在处理中，请稍候。"
 SESSION_CACHE_S = 3600
 
+# Renders a turn's replies for a channel whose replies go out through the dispatcher (SMS, WeChat).
+Renderer = Callable[[InboundMessage, list[Reply]], Awaitable[list[Rendered]]]
+
 
 class MessagePipeline:
     def __init__(
@@ -36,11 +39,14 @@ class MessagePipeline:
         state: StateStore,
         bridge: RasaBridge,
         normalise: Callable[[str], str] = str.strip,
+        renderers: dict[str, Renderer] | None = None,
     ) -> None:
         self.settings, self.sessions, self.state, self.bridge = settings, sessions, state, bridge
         self.normalise = normalise
+        self.renderers = renderers or {}
 
-    async def handle(self, message: InboundMessage) -> TurnResult:
+    async def handle(self, message: InboundMessage, local: list[Reply] | None = None) -> TurnResult:
+        """One turn. `local` answers without the bot (SMS keywords, "更多"): recorded the same way."""
         text = self.normalise(message.text or "")
         if not text:
             return TurnResult([], refusal=EMPTY, refusal_code="empty")
@@ -54,7 +60,7 @@ class MessagePipeline:
         if not await self.state.claim(claim, self.settings.dedupe_ttl_s):
             return await self._replay(message)
         try:
-            return await self._turn(message, text)
+            return await self._turn(message, text, local)
         except IntegrityError:
             # The message log already has it (e.g. the claim expired): answer as a duplicate.
             return await self._replay(message)
@@ -75,7 +81,7 @@ class MessagePipeline:
         )
         return conversation.id, conversation.citizen_id
 
-    async def _turn(self, message: InboundMessage, text: str) -> TurnResult:
+    async def _turn(self, message: InboundMessage, text: str, local: list[Reply] | None) -> TurnResult:
         async with self.sessions() as db:
             conversation_id, citizen_id = await self._conversation(db, message)
             inbound = Message(
@@ -87,38 +93,55 @@ class MessagePipeline:
             )
             db.add(inbound)
             await db.commit()
-            return await self._answer(db, inbound, citizen_id, message)
+            return await self._answer(db, inbound, citizen_id, message, local)
 
-    async def _answer(self, db: AsyncSession, inbound: Message, citizen_id: int, message: InboundMessage) -> TurnResult:
+    async def _answer(
+        self,
+        db: AsyncSession,
+        inbound: Message,
+        citizen_id: int,
+        message: InboundMessage,
+        local: list[Reply] | None = None,
+    ) -> TurnResult:
         metadata = {
             "channel": message.channel,
             "message_id": message.external_id,
             "citizen_id": citizen_id,
             **message.metadata,
         }
-        try:
-            bot_replies = await self.bridge.turn(inbound.conversation_id, inbound.text, metadata)
-            replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]
-            inbound.status = "answered"
-        except BotUnavailable as exc:
-            log.warning("turn for %s kept unanswered: %s", mask(message.sender), exc)
-            replies = [Reply(BUSY)]
-            inbound.status, inbound.error = "bot_failed", str(exc)[:255]
+        if local is not None:
+            replies, inbound.status = local, "answered"
+        else:
+            try:
+                bot_replies = await self.bridge.turn(inbound.conversation_id, inbound.text, metadata)
+                replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]
+                inbound.status = "answered"
+            except BotUnavailable as exc:
+                log.warning("turn for %s kept unanswered: %s", mask(message.sender), exc)
+                replies = [Reply(BUSY)]
+                inbound.status, inbound.error = "bot_failed", str(exc)[:255]
+        renderer = self.renderers.get(message.channel)
+        if renderer is None:  # delivered in the request itself (web chat)
+            rendered, status = [Rendered(r.text, r.buttons) for r in replies], "sent"
+        else:  # recorded as queued in the same transaction as the answer: a crash cannot lose it
+            rendered, status = (await renderer(message, replies) if replies else []), "queued"
         db.add(inbound)
-        for reply in replies:
-            db.add(
-                Message(
-                    conversation_id=inbound.conversation_id,
-                    direction="out",
-                    channel=message.channel,
-                    text=reply.text,
-                    buttons=reply.buttons or None,
-                    status="sent",
-                    in_reply_to=inbound.id,
-                )
+        rows = [
+            Message(
+                conversation_id=inbound.conversation_id,
+                direction="out",
+                channel=message.channel,
+                text=r.text,
+                buttons=r.buttons or None,
+                segments=r.segments,
+                status=status,
+                in_reply_to=inbound.id,
             )
+            for r in rendered
+        ]
+        db.add_all(rows)
         await db.commit()
-        return TurnResult(replies, conversation_id=inbound.conversation_id)
+        return TurnResult(replies, conversation_id=inbound.conversation_id, outbound=[_record(m) for m in rows])
 
     def _stale(self, inbound: Message) -> bool:
         """Recorded but never answered for longer than a turn can take: its process died."""
@@ -141,4 +164,11 @@ class MessagePipeline:
                 return TurnResult([Reply(IN_PROGRESS)], duplicate=True)
             sent = await conversations.replies_to(db, inbound.id)
             replies = [Reply(m.text, m.buttons or []) for m in sent]
-            return TurnResult(replies, conversation_id=inbound.conversation_id, duplicate=True)
+            return TurnResult(
+                replies, conversation_id=inbound.conversation_id, duplicate=True, outbound=[_record(m) for m in sent]
+            )
+
+
+def _record(message: Message) -> OutboundRecord:
+    assert message.id is not None
+    return OutboundRecord(message.id, message.text, message.segments, message.status)

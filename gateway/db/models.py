@@ -50,7 +50,8 @@ class Conversation(SQLModel, table=True):
 
 class Message(SQLModel, table=True):
     """Every message in and out. Inbound status: received → answered | bot_failed.
-    Outbound status: queued → sent → delivered | failed."""
+    Outbound status: queued → sent → delivered | undelivered | failed; web chat replies are sent in
+    the request itself. An outbound external_id is the provider's id (Twilio SID, WeChat msgid)."""
 
     __table_args__ = (UniqueConstraint("channel", "direction", "external_id"),)
     id: int | None = Field(default=None, primary_key=True)
@@ -63,7 +64,10 @@ class Message(SQLModel, table=True):
     status: str = Field(default="received", max_length=16, index=True)
     error: str | None = Field(default=None, max_length=255)
     in_reply_to: int | None = Field(default=None, foreign_key="message.id", index=True)
+    segments: int | None = None  # SMS segments billed for this outbound message
+    attempts: int = 0  # provider sends tried
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime | None = None
 
 
 # --- the city's reference data (seeded from the data pack) ------------------------------------
