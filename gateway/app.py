@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.twilio.handler import TwilioChannel
 from channels.webchat.handler import WebChatChannel
+from channels.wechat.handler import WeChatChannel
 from gateway import conversations
 from gateway.bridge import CircuitBreaker, RasaBridge
 from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory
+from gateway.messaging import Messaging
 from gateway.pipeline import MessagePipeline
-from gateway.state import create_state
+from gateway.state import StateStore, create_state
 from intents.zh import normalize_text
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,7 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 STATE = web.AppKey("state", object)
 BRIDGE = web.AppKey("bridge", RasaBridge)
 PIPELINE = web.AppKey("pipeline", MessagePipeline)
+MESSAGING = web.AppKey("messaging", Messaging)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -54,8 +62,20 @@ def _dumps(value) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-async def _resources(app: web.Application):
-    settings = app[SETTINGS]
+@dataclass
+class Core:
+    """What both the gateway and a `citygw worker` process run on."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    state: StateStore
+    bridge: RasaBridge
+    pipeline: MessagePipeline
+    messaging: Messaging
+
+
+@contextlib.asynccontextmanager
+async def core(settings: Settings) -> AsyncIterator[Core]:
     engine = async_engine(settings.database_url)
     sessions = session_factory(engine)
     state = create_state(settings.redis_url)
@@ -66,18 +86,39 @@ async def _resources(app: web.Application):
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
     )
     pipeline = MessagePipeline(settings, sessions, state, bridge, normalise=normalize_text)
+    messaging = Messaging.build(settings, sessions, state, pipeline)
+    try:
+        yield Core(engine, sessions, state, bridge, pipeline, messaging)
+    finally:
+        await messaging.close()
+        await bridge.close()
+        await state.close()
+        await engine.dispose()
 
-    async def webchat_history(session: str):
-        async with sessions() as db:
-            return await conversations.history(db, "webchat", session, settings.history_limit)
 
-    webchat = WebChatChannel(state, webchat_history)
-    app.router.add_routes(webchat.routes(pipeline))
-    app[ENGINE], app[STATE], app[BRIDGE], app[PIPELINE] = engine, state, bridge, pipeline
-    yield
-    await bridge.close()
-    await state.close()
-    await engine.dispose()
+async def _resources(app: web.Application):
+    settings = app[SETTINGS]
+    async with core(settings) as c:
+
+        async def webchat_history(session: str):
+            async with c.sessions() as db:
+                return await conversations.history(db, "webchat", session, settings.history_limit)
+
+        app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(c.pipeline))
+        intake = c.messaging.intake
+        if settings.twilio_auth_token:
+            app.router.add_routes(TwilioChannel(settings.twilio_auth_token, intake, settings.public_base_url).routes())
+        if settings.wechat_token:
+            app.router.add_routes(
+                WeChatChannel(
+                    settings.wechat_token, intake, settings.wechat_app_id or "", settings.wechat_aes_key
+                ).routes()
+            )
+        if settings.dispatch_in_process:
+            c.messaging.start_workers()
+        app[ENGINE], app[STATE], app[BRIDGE], app[PIPELINE] = c.engine, c.state, c.bridge, c.pipeline
+        app[MESSAGING] = c.messaging
+        yield
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -10,6 +10,7 @@ import os
 import sys
 import uuid
 
+from gateway import cli_messaging
 from gateway.config import REPO_ROOT, Settings, get_settings
 from gateway.logs import PrivateAccessLogger, setup_logging
 
@@ -69,11 +70,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from gateway import rasa_env
     from gateway.app import create_app
+    from gateway.demo import start_local_providers
 
     cmd_db(argparse.Namespace(action="init"), settings)
     logs = REPO_ROOT / "var" / "log"
     children = []
     try:
+        settings, children = start_local_providers(settings, logs)
         if not args.no_rasa:
             model = rasa_env.train(settings)
             rasa_port = int(settings.rasa_url.rsplit(":", 1)[1].split("/")[0])
@@ -85,6 +88,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             rasa_env.wait_http(f"http://127.0.0.1:{settings.action_port}/health", 60, actions, logs / "actions.log")
             rasa_env.wait_http(f"{settings.rasa_url}/status", 180, rasa, logs / "rasa.log")
         print(f"web chat: http://{settings.host}:{settings.port}/   (Ctrl-C stops everything)", flush=True)
+        print('SMS and WeChat: citygw phone sms "12路到哪了" / citygw phone wechat "预约医院"', flush=True)
         web.run_app(
             create_app(settings),
             host=settings.host,
@@ -172,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     chat.set_defaults(func=cmd_chat)
     sub.add_parser("actions", help="run the action server in the foreground").set_defaults(func=cmd_actions)
     sub.add_parser("rasa-env", help="build the Rasa virtualenv if missing").set_defaults(func=cmd_rasa_env)
+    cli_messaging.register(sub)
     args = parser.parse_args(argv)
+    if getattr(args, "sender", "") is None:
+        args.sender = "+8613900000001" if args.channel == "sms" else "oDemoCitizen000000000000001"
     settings = get_settings()
     setup_logging(settings.log_level)
     return args.func(args, settings)

@@ -34,6 +34,42 @@ class Settings(BaseSettings):
     history_limit: int = 50
     log_level: str = "INFO"
 
+    # Webhooks. Providers sign the URL they call; behind a proxy that is this base, not what we see.
+    public_base_url: str | None = None
+
+    # SMS through Twilio. Without an account SID, `run` starts the local Twilio-compatible server.
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str = "+8610690000123"
+    twilio_api_base: str | None = None  # e.g. http://127.0.0.1:8181 for the local server
+    sms_signature: str = "【克拉玛依市民服务】"
+    sms_max_segments: int = 3
+    sms_rate: float = 10.0  # per second, shared by all workers (0 lifts the limit)
+    sms_rate_unit: str = "segments"  # or "messages"
+
+    # WeChat Official Account. Without an app id, `run` starts the local WeChat API server.
+    wechat_token: str | None = None
+    wechat_app_id: str | None = None
+    wechat_app_secret: str | None = None
+    wechat_aes_key: str | None = None  # EncodingAESKey: safe mode when set
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_template_id: str | None = None  # the notice template used outside the 48-hour window
+    wechat_rate: float = 50.0
+
+    # `run` starts local provider servers for providers without credentials (the demo).
+    local_providers: bool = True
+    local_twilio_port: int = 8181
+    local_wechat_port: int = 8182
+
+    # Streams and queues in Redis live under this prefix (one per deployment sharing a Redis).
+    queue_prefix: str = "citygw"
+
+    # Outbound dispatch: in-process workers by default; `citygw worker` runs more elsewhere.
+    dispatch_in_process: bool = True
+    dispatch_concurrency: int = 8
+    dispatch_max_attempts: int = 6
+    dispatch_visibility_s: float = 30.0
+
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "citygw")
     python310: str | None = None
     fixed_now: str | None = None  # ISO local time, e.g. 2026-11-25T10:00:00; pins the clock for demos and tests

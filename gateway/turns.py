@@ -15,9 +15,11 @@ from channels.base import InboundMessage, Outgoing, Rendered, Reply
 from channels.sms.keywords import keyword
 from channels.sms.render import render_sms
 from channels.textmenu import choice, numbered, wants_more
+from gateway.binding import Binding
 from gateway.config import Settings
 from gateway.pipeline import MessagePipeline
 from gateway.state import StateStore
+from intents.menu import family_menu
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ STOPPED = "您已退订本平台的通知短信，此后不再收到通知（紧
 RESTARTED = "您已恢复订阅本平台的通知短信。回复“TD”可随时退订。"
 HELP = "克拉玛依市民服务：直接发送您要办的事，如“12路到哪了”“预约市人民医院”。回复“TD”退订通知，“订阅”恢复。"
 NO_MORE = "没有更多内容了。有其他问题请直接发送。"
+WELCOME = "欢迎关注克拉玛依市民服务！直接发送您要办的事，例如“12路到哪了”。发送“绑定+手机号”可关联手机。"
+BIND_HOWTO = "发送“绑定+手机号”，例如“绑定13912345678”，我们会发短信验证码给您。"
 MENU_TTL_S = 24 * 3600
 WECHAT_MAX_CHARS = 600  # WeChat customer-service text allows 2048 bytes; 600 CJK characters stay well inside
 
@@ -34,10 +38,16 @@ Enqueue = Callable[[Outgoing], Awaitable[None]]
 
 class TurnWorker:
     def __init__(
-        self, settings: Settings, pipeline: MessagePipeline, state: StateStore, enqueue: Enqueue, opt_out: OptOut
+        self,
+        settings: Settings,
+        pipeline: MessagePipeline,
+        state: StateStore,
+        enqueue: Enqueue,
+        opt_out: OptOut,
+        binding: Binding | None = None,
     ) -> None:
         self.settings, self.pipeline, self.state = settings, pipeline, state
-        self.enqueue, self.opt_out = enqueue, opt_out
+        self.enqueue, self.opt_out, self.binding = enqueue, opt_out, binding
 
     # --- rendering, registered with the pipeline so replies are recorded as they will be sent -------
 
@@ -82,6 +92,13 @@ class TurnWorker:
                 )
 
     async def _before_bot(self, message: InboundMessage) -> tuple[InboundMessage, list[Reply] | None]:
+        event = message.metadata.get("event")
+        if event is not None:
+            return _event(message, event)
+        if message.channel == "wechat" and self.binding is not None:
+            bound = await self.binding.answer(message)
+            if bound is not None:
+                return message, bound
         if message.channel == "sms":
             word = keyword(message.text)
             if word == "stop":
@@ -106,6 +123,21 @@ class TurnWorker:
         if message.channel == "sms":
             text = f"{self.settings.sms_signature}{text}"
         return Outgoing(channel=message.channel, to=message.sender, text=text, ref=f"notice:{message.external_id}")
+
+
+def _event(message: InboundMessage, event: str) -> tuple[InboundMessage, list[Reply] | None]:
+    """WeChat events: a new follower gets the welcome and the menu; a menu click is the button it
+    names; the rest (unsubscribe, location, scan) is recorded with no answer."""
+    if event == "subscribe":
+        menu = family_menu()
+        return dataclasses.replace(message, text="[subscribe]"), [Reply(f"{WELCOME}\n{menu.text}", menu.buttons)]
+    if event == "click":
+        key = message.metadata.get("event_key", "")
+        if key == "bind":
+            return dataclasses.replace(message, text="[click bind]"), [Reply(BIND_HOWTO)]
+        if key.startswith("/"):  # the menu's keys are the bot payloads of the catalogue's buttons
+            return dataclasses.replace(message, text=key), None
+    return dataclasses.replace(message, text=f"[{event}]"), []
 
 
 def _key(kind: str, message: InboundMessage) -> str:

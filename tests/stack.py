@@ -18,6 +18,7 @@ from gateway.config import REPO_ROOT, Settings
 from gateway.db.engine import sync_engine
 from gateway.db.migrate import upgrade
 from gateway.db.seed import seed
+from gateway.demo import TWILIO, WECHAT
 from gateway.rasa_env import start_actions, start_rasa, stop, wait_http
 from intents.city.pack import load_pack
 
@@ -66,11 +67,22 @@ class Stack:
     gateway_port: int = field(default_factory=free_port)
     rasa_port: int = field(default_factory=free_port)
     action_port: int = field(default_factory=free_port)
+    twilio_port: int = field(default_factory=free_port)
+    wechat_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
+    prefix: str = field(default_factory=lambda: f"citygw-test-{uuid.uuid4().hex[:8]}")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def twilio_url(self) -> str:
+        return f"http://127.0.0.1:{self.twilio_port}"
+
+    @property
+    def wechat_url(self) -> str:
+        return f"http://127.0.0.1:{self.wechat_port}"
 
     @property
     def rasa_url(self) -> str:
@@ -85,6 +97,13 @@ class Stack:
             "CITYGW_ACTION_PORT": str(self.action_port),
             "CITYGW_FIXED_NOW": FIXED_NOW,
             "CITYGW_RATE_LIMIT_PER_MINUTE": "1000",
+            "CITYGW_QUEUE_PREFIX": self.prefix,
+            # The local provider servers this stack starts, with the demo's credentials.
+            "CITYGW_LOCAL_PROVIDERS": "false",
+            "CITYGW_TWILIO_API_BASE": self.twilio_url,
+            "CITYGW_WECHAT_API_BASE": self.wechat_url,
+            "CITYGW_SMS_RATE": "0",
+            **{f"CITYGW_{k.upper()}": v for k, v in {**TWILIO, **WECHAT}.items()},
         }
         if self.redis_url:
             env["CITYGW_REDIS_URL"] = self.redis_url
@@ -101,18 +120,27 @@ class Stack:
         self.processes.append(actions)
         rasa = start_rasa(Settings(), self.model, self.rasa_port, self.action_port, self.log("rasa"))
         self.processes.append(rasa)
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--no-rasa"],
+        twilio = ["--account-sid", TWILIO["twilio_account_sid"], "--auth-token", TWILIO["twilio_auth_token"]]
+        self._spawn("twilio", ["-m", "providers.twilio_api", "--port", str(self.twilio_port), *twilio], env)
+        wechat = ["--app-id", WECHAT["wechat_app_id"], "--secret", WECHAT["wechat_app_secret"]]
+        self._spawn("wechat", ["-m", "providers.wechat_api", "--port", str(self.wechat_port), *wechat], env)
+        self._spawn("gateway", ["-m", "gateway.cli", "run", "--no-rasa"], env)
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        process = subprocess.Popen(
+            [sys.executable, *args],
             cwd=REPO_ROOT,
             env=env,
-            stdout=self.log("gateway").open("ab"),
+            stdout=self.log(name).open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.processes.append(gateway)
+        self.processes.append(process)
 
     def wait(self) -> None:
-        actions, rasa, gateway = self.processes
+        actions, rasa, twilio, wechat, gateway = self.processes
+        wait_http(f"{self.twilio_url}/_control/stats", 30, twilio, self.log("twilio"))
+        wait_http(f"{self.wechat_url}/_control/state", 30, wechat, self.log("wechat"))
         wait_http(f"http://127.0.0.1:{self.action_port}/health", 90, actions, self.log("actions"))
         wait_http(f"{self.rasa_url}/status", 240, rasa, self.log("rasa"))
         wait_http(f"{self.url}/healthz", 60, gateway, self.log("gateway"))

@@ -82,12 +82,12 @@ PLAIN_CASES = [
         message={"text": "", "metadata": {"msg_type": "event", "account": "gh_3f2e1d0c9b8a", "event": "subscribe"}},
     ),
     IncomingCase(
-        "menu click, deduplicated by sender and CreateTime",
+        "menu click, deduplicated by sender, CreateTime and event",
         PATH,
         payload("event_click"),
         sign=plain(),
         message={
-            "external_id": f"{OPENID}:1718000300",
+            "external_id": f"{OPENID}:1718000300:click:MENU_BUS_ARRIVAL",
             "metadata": {
                 "msg_type": "event",
                 "account": "gh_3f2e1d0c9b8a",

@@ -1,0 +1,53 @@
+"""The demo's providers: without real Twilio or WeChat credentials, `run` starts the local servers
+that speak their APIs (providers/), and points the gateway at them with demo credentials."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.config import REPO_ROOT, Settings
+from gateway.rasa_env import wait_http
+
+TWILIO = {"twilio_account_sid": "AC" + "0" * 31 + "1", "twilio_auth_token": "demo-twilio-auth-token"}
+WECHAT = {
+    "wechat_app_id": "wx00000000demo0001",
+    "wechat_app_secret": "demo-wechat-app-secret",
+    "wechat_token": "demoWeChatToken",
+    "wechat_aes_key": "DemoEncodingAESKey0123456789abcdefghijklmno",  # 43 characters, as WeChat issues
+}
+
+
+def start_local_providers(settings: Settings, logs: Path) -> tuple[Settings, list[subprocess.Popen]]:
+    """Settings pointing at local provider servers for each provider without credentials."""
+    if not settings.local_providers:
+        return settings, []
+    logs.mkdir(parents=True, exist_ok=True)
+    updates: dict[str, object] = {}
+    children: list[subprocess.Popen] = []
+    if not settings.twilio_account_sid:
+        port = settings.local_twilio_port
+        cmd = ["-m", "providers.twilio_api", "--port", str(port)]
+        cmd += ["--account-sid", TWILIO["twilio_account_sid"], "--auth-token", TWILIO["twilio_auth_token"]]
+        children.append(_start(cmd, logs / "twilio.log"))
+        wait_http(f"http://127.0.0.1:{port}/_control/stats", 30, children[-1], logs / "twilio.log")
+        updates.update(TWILIO, twilio_api_base=f"http://127.0.0.1:{port}")
+    if not settings.wechat_app_id:
+        port = settings.local_wechat_port
+        cmd = ["-m", "providers.wechat_api", "--port", str(port)]
+        cmd += ["--app-id", WECHAT["wechat_app_id"], "--secret", WECHAT["wechat_app_secret"]]
+        children.append(_start(cmd, logs / "wechat.log"))
+        wait_http(f"http://127.0.0.1:{port}/_control/state", 30, children[-1], logs / "wechat.log")
+        updates.update(WECHAT, wechat_api_base=f"http://127.0.0.1:{port}")
+    return settings.model_copy(update=updates), children
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=REPO_ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )

@@ -1,0 +1,136 @@
+"""Wiring for the webhook channels and the outbound path, shared by the gateway (which runs the
+workers in-process in the embedded default) and `citygw worker` (more workers, elsewhere).
+
+    webhook → Intake (dedupe, inbound stream) → TurnRunner → TurnWorker → pipeline → outbound stream
+    → Dispatcher → Sender (Twilio, WeChat) → provider → status callback → SqlDeliveryLog
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from channels.base import Sender
+from channels.twilio.sender import TwilioSender
+from channels.wechat.api import WeChatApi, WeChatSender
+from gateway.binding import Binding
+from gateway.config import Settings
+from gateway.delivery import SqlDeliveryLog
+from gateway.intake import Intake, TurnRunner
+from gateway.outbound.dispatcher import Dispatcher, default_consumer
+from gateway.outbound.queue import MemoryQueue, OutboundQueue, RedisStreamQueue
+from gateway.outbound.ratelimit import RateLimiter, create_limiter
+from gateway.pipeline import MessagePipeline
+from gateway.state import StateStore
+from gateway.turns import TurnWorker
+
+
+def public_url(settings: Settings) -> str:
+    return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def senders(settings: Settings, state: StateStore) -> dict[str, Sender]:
+    """A sender per configured provider; an unconfigured channel's messages fail as "no sender"."""
+    out: dict[str, Sender] = {}
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        out["sms"] = TwilioSender(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            settings.twilio_from,
+            api_base=settings.twilio_api_base,
+            status_callback=f"{public_url(settings)}/channels/twilio/status",
+        )
+    if settings.wechat_app_id and settings.wechat_app_secret:
+        api = WeChatApi(settings.wechat_app_id, settings.wechat_app_secret, state, settings.wechat_api_base)
+        out["wechat"] = WeChatSender(api)
+    return out
+
+
+@dataclass
+class Messaging:
+    settings: Settings
+    state: StateStore
+    outbox: OutboundQueue
+    inbox: OutboundQueue
+    deliveries: SqlDeliveryLog
+    intake: Intake
+    worker: TurnWorker
+    senders: dict[str, Sender]
+    limiter: RateLimiter
+    tasks: list[asyncio.Task] = field(default_factory=list)
+    _runners: list[Dispatcher | TurnRunner] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        state: StateStore,
+        pipeline: MessagePipeline,
+    ) -> Messaging:
+        outbox, inbox = (
+            (
+                RedisStreamQueue(settings.redis_url, prefix=f"{settings.queue_prefix}:out"),
+                RedisStreamQueue(settings.redis_url, prefix=f"{settings.queue_prefix}:in", group="turns"),
+            )
+            if settings.redis_url
+            else (MemoryQueue(), MemoryQueue())
+        )
+        deliveries = SqlDeliveryLog(settings, sessions)
+        binding = Binding(settings, sessions, state, outbox.add)
+        worker = TurnWorker(settings, pipeline, state, outbox.add, deliveries.set_sms_opt_out, binding)
+        # Replies on these channels are rendered for them and recorded as queued in the turn itself.
+        pipeline.renderers.update(sms=worker.render_sms, wechat=worker.render_wechat)
+        intake = Intake(state, inbox, deliveries, settings.dedupe_ttl_s)
+        return cls(
+            settings,
+            state,
+            outbox,
+            inbox,
+            deliveries,
+            intake,
+            worker,
+            senders(settings, state),
+            create_limiter(settings.redis_url),
+        )
+
+    def dispatcher(self, consumer: str | None = None) -> Dispatcher:
+        s = self.settings
+        limits = {"sms": (s.sms_rate or None, s.sms_rate_unit), "wechat": (s.wechat_rate or None, "messages")}
+        return Dispatcher(
+            self.outbox,
+            self.senders,
+            self.deliveries,
+            self.limiter,
+            limits,
+            consumer=consumer,
+            concurrency=s.dispatch_concurrency,
+            max_attempts=s.dispatch_max_attempts,
+            visibility_ms=int(s.dispatch_visibility_s * 1000),
+        )
+
+    def turn_runner(self, consumer: str | None = None) -> TurnRunner:
+        return TurnRunner(self.inbox, self.worker, consumer or default_consumer())
+
+    def start_workers(self, dispatchers: int = 1, turn_runners: int = 1) -> None:
+        for _ in range(dispatchers):
+            self._start(self.dispatcher())
+        for _ in range(turn_runners):
+            self._start(self.turn_runner())
+
+    def _start(self, runner: Dispatcher | TurnRunner) -> None:
+        self._runners.append(runner)
+        self.tasks.append(asyncio.create_task(runner.run()))
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            runner.stop()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for sender in self.senders.values():
+            await sender.close()
+        await self.limiter.close()
+        await self.outbox.close()
+        await self.inbox.close()

@@ -1,0 +1,1 @@
+"""Tests for the outbound queue, rate limit and dispatcher."""
