@@ -37,3 +37,11 @@ def loopback_only() -> Iterator[None]:
         yield
     finally:
         socket.getaddrinfo = _real_getaddrinfo
+
+
+def unused_url() -> str:
+    """A loopback URL where nothing listens: a provider that is down. The port was free a moment ago;
+    nothing in a test run binds ports it did not ask the OS for, so it stays free."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"

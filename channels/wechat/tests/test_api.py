@@ -1,8 +1,9 @@
 """Our WeChat API client against the local WeChat server (providers.wechat_api), over real HTTP on
 127.0.0.1, with the token cache in both state backends: the in-memory one and real Redis.
 
-The send outcomes are one table (SEND_CASES) run by one test, so that a shared channel harness can
-later take the rows over unchanged."""
+The send outcomes are one table (SEND_CASES) of the shared channel harness's OutgoingCase rows, run
+by channels.harness.run_outgoing on both backends; the tests after it cover the token cache, menus,
+logging and the Sender contract."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 
 from channels.base import Outgoing, Sender, SendError, SendResult
+from channels.harness import ANY, OutgoingCase, run_outgoing
 from channels.wechat.api import AccessTokens, WeChatApi, WeChatSender, mask
 from gateway.state import StateStore, create_state
 from providers.wechat_api import LocalWeChat
@@ -122,89 +123,101 @@ def template_to(openid: str, template_id: str = "tpl-bill-due", data: dict[str, 
     return Outgoing(channel="wechat", to=openid, text="您的水费账单", ref="recipient:7", template=template)
 
 
-@dataclass(frozen=True)
-class SendCase:
+def send_case(
+    name: str,
+    message: Outgoing,
+    error: str | None = None,
+    code: str | None = None,
+    *,
+    faults: tuple[dict[str, Any], ...] = (),
+    condition: str | None = None,
+    delivered: int = 1,
+    token_requests: int = 1,
+    timeout_s: float = 5.0,
+) -> OutgoingCase:
     """One outgoing message, a provider-side condition, and what the sender must report.
 
     condition: "token_expired" / "token_rotated" (a token is cached first, then WeChat expires it or
     a second refresher replaces it), "down" (nothing listens at the API base), or None.
     faults: queued on the provider before sending (providers.wechat_api.Fault fields).
-    error: the SendError kind expected, or None for a SendResult; code: its code, None = not checked.
-    delivered: messages WeChat accepted.
+    error: the SendError kind expected, or None for a SendResult; code: its code, ANY = not checked.
+    delivered: messages WeChat accepted (0 or 1: this message, as sent).
     token_requests: GET /cgi-bin/token calls the provider saw, including a rotation's own."""
 
-    name: str
-    message: Outgoing
-    error: str | None = None
-    code: str | None = None
-    faults: tuple[dict[str, Any], ...] = ()
-    condition: str | None = None
-    delivered: int = 1
-    token_requests: int = 1
-    timeout_s: float = 5.0
+    async def arrange(server: LocalWeChat) -> None:
+        if condition == "token_expired":
+            server.expire_token()
+        elif condition == "token_rotated":
+            async with aiohttp.ClientSession() as http:
+                await fetch_elsewhere(http, server)
+        for fault in faults:
+            server.fail(**fault)
+
+    def check(server: LocalWeChat, outcome: SendResult | SendError) -> None:
+        assert server.token_requests == token_requests, f"{name}: {server.token_requests} token requests"
+        if isinstance(outcome, SendResult) and not message.template:
+            # The customer-service API returns no id: the sender's own must still be recognisable.
+            assert outcome.provider_id.startswith("wechat-"), f"{name}: provider id {outcome.provider_id!r}"
+
+    if message.template:
+        accepted = {"kind": "template", "touser": message.to, "template_id": message.template["template_id"]}
+    else:
+        accepted = {"kind": "custom", "touser": message.to, "text": message.text}
+    options: dict[str, Any] = {"timeout_s": timeout_s}
+    if condition in ("token_expired", "token_rotated"):
+        options["cached_token"] = True
+    return OutgoingCase(
+        name,
+        message,
+        arrange,
+        error,
+        code,
+        status="sent",
+        provider_id_field="msgid" if message.template else None,  # a template's id is WeChat's msgid
+        sent=[accepted] * delivered,
+        options=options,
+        down=condition == "down",
+        check=check,
+    )
 
 
 SEND_CASES = [
-    SendCase("text delivered", text_to(ALICE)),
-    SendCase("template delivered", template_to(ALICE)),
-    SendCase("template with plain-string data", template_to(ALICE, data={"amount": "¥35.20"})),
-    SendCase("expired token 42001: one refresh, delivered once", text_to(ALICE), condition="token_expired", token_requests=2),
-    SendCase("rotated token 40001: one refresh, delivered once", text_to(ALICE), condition="token_rotated", token_requests=3),
-    SendCase("40001 answered once: one refresh", template_to(ALICE), faults=({"path": "template", "errcode": 40001},), token_requests=2),
-    SendCase("token rejected twice: retry later", text_to(ALICE), "retry", "42001", faults=({"path": "custom", "errcode": 42001, "times": 2},), delivered=0, token_requests=2),
-    SendCase("outside the 48-hour window", text_to(BOB), "window_closed", "45015", delivered=0),
-    SendCase("template outside the window", template_to(BOB)),
-    SendCase("unfollowed: text", text_to(CAROL), "opted_out", "43004", delivered=0),
-    SendCase("unfollowed: template", template_to(CAROL), "opted_out", "43004", delivered=0),
-    SendCase("invalid openid", text_to("not an openid!"), "permanent", "40003", delivered=0),
-    SendCase("daily quota 45009", text_to(ALICE), "retry", "45009", faults=({"path": "custom", "errcode": 45009},), delivered=0),
-    SendCase("system busy -1", template_to(ALICE), "retry", "-1", faults=({"path": "template", "errcode": -1},), delivered=0),
-    SendCase("HTTP 500", text_to(ALICE), "retry", "http_500", faults=({"path": "custom", "errcode": -1, "http_status": 500},), delivered=0),
-    SendCase("token endpoint over quota", text_to(ALICE), "retry", "45009", faults=({"path": "token", "errcode": 45009},), delivered=0),
-    SendCase("unknown template", template_to(ALICE, "tpl-nope"), "permanent", "40037", delivered=0),
-    SendCase("other errcode", text_to(ALICE), "permanent", "48001", faults=({"path": "custom", "errcode": 48001},), delivered=0),
-    SendCase("timeout", text_to(ALICE), "retry", None, faults=({"path": "custom", "errcode": -1, "latency_ms": 3000},), delivered=0, timeout_s=0.3),
-    SendCase("server down", text_to(ALICE), "retry", None, condition="down", delivered=0, token_requests=0),
-    SendCase("template without an id", template_to(ALICE, ""), "permanent", None, delivered=0, token_requests=0),
+    send_case("text delivered", text_to(ALICE)),
+    send_case("template delivered", template_to(ALICE)),
+    send_case("template with plain-string data", template_to(ALICE, data={"amount": "¥35.20"})),
+    send_case("expired token 42001: one refresh, delivered once", text_to(ALICE), condition="token_expired", token_requests=2),
+    send_case("rotated token 40001: one refresh, delivered once", text_to(ALICE), condition="token_rotated", token_requests=3),
+    send_case("40001 answered once: one refresh", template_to(ALICE), faults=({"path": "template", "errcode": 40001},), token_requests=2),
+    send_case("token rejected twice: retry later", text_to(ALICE), "retry", "42001", faults=({"path": "custom", "errcode": 42001, "times": 2},), delivered=0, token_requests=2),
+    send_case("outside the 48-hour window", text_to(BOB), "window_closed", "45015", delivered=0),
+    send_case("template outside the window", template_to(BOB)),
+    send_case("unfollowed: text", text_to(CAROL), "opted_out", "43004", delivered=0),
+    send_case("unfollowed: template", template_to(CAROL), "opted_out", "43004", delivered=0),
+    send_case("invalid openid", text_to("not an openid!"), "permanent", "40003", delivered=0),
+    send_case("daily quota 45009", text_to(ALICE), "retry", "45009", faults=({"path": "custom", "errcode": 45009},), delivered=0),
+    send_case("system busy -1", template_to(ALICE), "retry", "-1", faults=({"path": "template", "errcode": -1},), delivered=0),
+    send_case("HTTP 500", text_to(ALICE), "retry", "http_500", faults=({"path": "custom", "errcode": -1, "http_status": 500},), delivered=0),
+    send_case("token endpoint over quota", text_to(ALICE), "retry", "45009", faults=({"path": "token", "errcode": 45009},), delivered=0),
+    send_case("unknown template", template_to(ALICE, "tpl-nope"), "permanent", "40037", delivered=0),
+    send_case("other errcode", text_to(ALICE), "permanent", "48001", faults=({"path": "custom", "errcode": 48001},), delivered=0),
+    send_case("timeout", text_to(ALICE), "retry", ANY, faults=({"path": "custom", "errcode": -1, "latency_ms": 3000},), delivered=0, timeout_s=0.3),
+    send_case("server down", text_to(ALICE), "retry", ANY, condition="down", delivered=0, token_requests=0),
+    send_case("template without an id", template_to(ALICE, ""), "permanent", ANY, delivered=0, token_requests=0),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", SEND_CASES, ids=lambda case: case.name)
-async def test_send_outcomes(case: SendCase, backend, server, make_api, http):
-    options: dict[str, Any] = {"timeout_s": case.timeout_s}
-    if case.condition == "down":
-        options["api_base"] = f"http://127.0.0.1:{free_port()}"
-    sender: Sender = WeChatSender(api := make_api(**options))
-    if case.condition in ("token_expired", "token_rotated"):
-        await api.tokens.get()
-        if case.condition == "token_expired":
-            server.expire_token()
-        else:
-            await fetch_elsewhere(http, server)
-    for fault in case.faults:
-        server.fail(**fault)
+async def test_send_outcomes(case: OutgoingCase, backend, server, make_api, caplog):
+    async def make_sender(url: str, timeout_s: float, cached_token: bool = False) -> Sender:
+        api = make_api(api_base=url, timeout_s=timeout_s)
+        if cached_token:  # the token a condition then expires or rotates
+            await api.tokens.get()
+        return WeChatSender(api)
 
-    if case.error is None:
-        result = await sender.send(case.message)
-        sent = server.messages[-1]
-        if case.message.template:
-            assert (sent.kind, sent.touser, sent.template_id) == (
-                "template",
-                case.message.to,
-                case.message.template["template_id"],
-            )
-            assert result == SendResult(provider_id=str(sent.msgid))
-        else:
-            assert (sent.kind, sent.touser, sent.text) == ("custom", case.message.to, case.message.text)
-            assert result.status == "sent" and result.provider_id.startswith("wechat-")
-    else:
-        with pytest.raises(SendError) as raised:
-            await sender.send(case.message)
-        assert raised.value.kind == case.error
-        if case.code is not None:
-            assert raised.value.code == case.code
-    assert len(server.messages) == case.delivered
-    assert server.token_requests == case.token_requests
+    def recorded(server: LocalWeChat) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in server.messages]
+
+    await run_outgoing(case, make_sender, server, recorded, caplog, lambda: [SECRET, *server.issued_tokens])
 
 
 # --- the shared token ------------------------------------------------------------------------------
