@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     local_twilio_port: int = 8181
     local_wechat_port: int = 8182
 
+    # Broadcasts: ordinary notices wait out quiet hours (city local time); emergencies do not.
+    quiet_hours: str = "22:00-07:00"
+    sms_price_yuan: float = 0.045  # per segment, for the cost estimate in the preview
+    broadcast_batch: int = 1000  # recipients written and queued per fan-out step
+
     # Streams and queues in Redis live under this prefix (one per deployment sharing a Redis).
     queue_prefix: str = "citygw"
 

@@ -22,6 +22,7 @@ class Citizen(SQLModel, table=True):
     display_name: str | None = Field(default=None, max_length=64)
     community_id: str | None = Field(default=None, foreign_key="community.id", index=True)
     sms_opted_out: bool = False
+    preferred_channel: str = Field(default="sms", max_length=16)  # sms | wechat: where notices go first
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -232,3 +233,119 @@ class TopUp(SQLModel, table=True):
     amount_fen: int
     citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# --- staff, broadcasts and school notices ---------------------------------------------------------
+
+
+class StaffUser(SQLModel, table=True):
+    """City or school staff. Roles: admin, broadcaster, approver, school (bound to one school), viewer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=64)
+    display_name: str = Field(max_length=64)
+    password_hash: str = Field(max_length=255)
+    role: str = Field(max_length=16)
+    school_id: str | None = Field(default=None, foreign_key="school.id")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(foreign_key="staffuser.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    ip: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class AuditLog(SQLModel, table=True):
+    """Every staff action: who, what, on what, when, from where."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    staff_id: int | None = Field(default=None, foreign_key="staffuser.id", index=True)
+    action: str = Field(max_length=64, index=True)
+    target: str | None = Field(default=None, max_length=128)
+    detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    ip: str | None = Field(default=None, max_length=64)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class School(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=64)
+    district_id: str = Field(foreign_key="district.id")
+
+
+class SchoolClass(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    school_id: str = Field(foreign_key="school.id", index=True)
+    grade: int
+    name: str = Field(max_length=32)  # 三年级2班
+
+
+class Student(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)  # 学号
+    name: str = Field(max_length=32)
+    class_id: str = Field(foreign_key="schoolclass.id", index=True)
+
+
+class Guardian(SQLModel, table=True):
+    """A parent reachable for a student. The school records the phone; binding by SMS or WeChat
+    ("绑定 学号 姓名") verifies it and lets the parent choose a channel."""
+
+    __table_args__ = (UniqueConstraint("student_id", "citizen_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    student_id: str = Field(foreign_key="student.id", index=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    relation: str = Field(default="家长", max_length=16)
+    verified: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Broadcast(SQLModel, table=True):
+    """A message to many: an emergency warning, a public notice, or a school notice.
+    Status: draft → pending_approval (emergency) → scheduled → sending → completed | cancelled."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # emergency | notice | school
+    title: str = Field(max_length=64)
+    body: str
+    audience: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    school_id: str | None = Field(default=None, foreign_key="school.id", index=True)
+    urgent: bool = False  # a school notice that may override quiet hours
+    status: str = Field(default="draft", max_length=20, index=True)
+    idempotency_key: str | None = Field(default=None, unique=True, max_length=64)
+    created_by: int = Field(foreign_key="staffuser.id")
+    approved_by: int | None = Field(default=None, foreign_key="staffuser.id")
+    created_at: datetime = Field(default_factory=utcnow)
+    scheduled_at: datetime | None = None  # not before this time (and outside quiet hours unless emergency)
+    approved_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    fanout_cursor: int = 0  # the last citizen id turned into a recipient row
+    enqueued_upto: int = 0  # the last recipient id handed to the dispatcher
+    recipient_total: int = 0
+
+
+class BroadcastRecipient(SQLModel, table=True):
+    """One citizen of a broadcast's audience: what happened to their message."""
+
+    __table_args__ = (UniqueConstraint("broadcast_id", "citizen_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    broadcast_id: int = Field(foreign_key="broadcast.id", index=True)
+    citizen_id: int = Field(foreign_key="citizen.id")
+    student_id: str | None = Field(default=None, max_length=32)
+    channel: str = Field(max_length=16)
+    address: str = Field(max_length=128)
+    status: str = Field(default="queued", max_length=16, index=True)  # queued → sent → delivered | failed
+    provider_id: str | None = Field(default=None, max_length=64, index=True)
+    error: str | None = Field(default=None, max_length=255)
+    attempts: int = 0
+    acked_at: datetime | None = None
+    reminded_at: datetime | None = None
+    updated_at: datetime | None = None
