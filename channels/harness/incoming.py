@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from channels.base import InboundMessage, StatusUpdate
+from channels.base import InboundMessage, Reply, StatusUpdate, TurnResult
 from channels.harness.network import loopback_only
 from channels.harness.secrets import assert_no_leaks
 from gateway.logs import PrivateAccessLogger
@@ -50,7 +50,8 @@ class IncomingCase:
 
 
 class RecordingIntake:
-    """The gateway side of the contract, recording instead of queueing (dedupe as the real one)."""
+    """The gateway side of the contract, recording instead of queueing (dedupe as the real one).
+    Also a MessageHandler for channels answered in the request itself (web chat): it echoes."""
 
     def __init__(self) -> None:
         self.messages: list[InboundMessage] = []
@@ -67,6 +68,10 @@ class RecordingIntake:
 
     async def status(self, update: StatusUpdate) -> None:
         self.updates.append(update)
+
+    async def handle(self, message: InboundMessage) -> TurnResult:
+        first = await self.accept(message)
+        return TurnResult([Reply(f"收到：{message.text}")], duplicate=not first)
 
 
 async def run_incoming(
