@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from channels.base import PRIORITIES, Outgoing
+from gateway.state.redis import connect
 
 T = TypeVar("T")
 
@@ -198,7 +199,7 @@ class RedisStreamQueue:
         group: str = "dispatch",
     ) -> None:
         if isinstance(redis, str):
-            self._redis = aioredis.from_url(redis, decode_responses=True)
+            self._redis = connect(redis)
             self._owned = True
         else:
             if not redis.connection_pool.connection_kwargs.get("decode_responses"):

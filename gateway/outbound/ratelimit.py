@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from gateway.state.redis import connect
+
 __all__ = ["MemoryRateLimiter", "RateLimiter", "RedisRateLimiter", "create_limiter"]
 
 
@@ -93,7 +95,7 @@ class RedisRateLimiter(_Waiting):
 
     def __init__(self, redis: str | aioredis.Redis, prefix: str = "citygw:rate:") -> None:
         if isinstance(redis, str):
-            self._redis, self._owned = aioredis.from_url(redis, decode_responses=True), True
+            self._redis, self._owned = connect(redis), True
         else:
             self._redis, self._owned = redis, False
         self._prefix = prefix

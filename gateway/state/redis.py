@@ -14,6 +14,17 @@ from gateway.state.base import LocalFanout, Subscription
 
 log = logging.getLogger(__name__)
 PREFIX = "citygw:"
+MAX_CONNECTIONS = 64
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A client whose pool waits for a free connection instead of failing: redis-py's default pool
+    raises "Too many connections" at 100 concurrent commands, which a burst of webhooks reaches
+    (measured with bench/inbound: 500s to Twilio). Waiting a moment is the right answer to a burst."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=10
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 class RedisState:
@@ -21,7 +32,7 @@ class RedisState:
     so a thousand open web chats cost one Redis connection rather than a thousand."""
 
     def __init__(self, url: str) -> None:
-        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._redis = connect(url)
         self._fanout = LocalFanout()
         self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
