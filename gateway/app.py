@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory
 from gateway.messaging import Messaging
 from gateway.pipeline import MessagePipeline
+from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from intents.zh import normalize_text
 
@@ -76,7 +77,7 @@ class Core:
 
 @contextlib.asynccontextmanager
 async def core(settings: Settings) -> AsyncIterator[Core]:
-    engine = async_engine(settings.database_url)
+    engine = async_engine(settings.database_url, pool_size=max(20, settings.dispatch_concurrency))
     sessions = session_factory(engine)
     state = create_state(settings.redis_url)
     bridge = RasaBridge(
@@ -105,6 +106,7 @@ async def _resources(app: web.Application):
                 return await conversations.history(db, "webchat", session, settings.history_limit)
 
         app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(c.pipeline))
+        app.router.add_routes(staff_routes(settings, c.sessions, c.state))
         intake = c.messaging.intake
         if settings.twilio_auth_token:
             app.router.add_routes(TwilioChannel(settings.twilio_auth_token, intake, settings.public_base_url).routes())

@@ -10,7 +10,7 @@ import os
 import sys
 import uuid
 
-from gateway import cli_messaging
+from gateway import cli_messaging, cli_staff
 from gateway.config import REPO_ROOT, Settings, get_settings
 from gateway.logs import PrivateAccessLogger, setup_logging
 
@@ -24,11 +24,26 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
         upgrade(settings.database_url)
         print("database schema is up to date")
     if args.action in ("seed", "init"):
-        from gateway.db.seed import seed
+        import time
+
+        from gateway.db.people import DEMO_RESIDENTS
+        from gateway.db.seed import seed, seed_population
         from intents.city.pack import load_pack
 
-        added = seed(settings.database_url, load_pack(settings.city_pack))
+        pack = load_pack(settings.city_pack)
+        added = seed(settings.database_url, pack)
         print(f"seeded the city data: {added} new rows")
+        # `run` calls this with only an action: the demo default population then.
+        residents = getattr(args, "residents", None)
+        residents = DEMO_RESIDENTS if residents is None else residents
+        started = time.perf_counter()
+        people = seed_population(settings.database_url, pack, residents)
+        took = time.perf_counter() - started
+        print(
+            f"demo population of {residents} residents: "
+            + ", ".join(f"+{n} {kind}" for kind, n in people.items())
+            + f" ({took:.1f} s)"
+        )
     return 0
 
 
@@ -160,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     db = sub.add_parser("db", help="database schema and demo data")
     db.add_argument("action", choices=["upgrade", "seed", "init"])
+    db.add_argument("--residents", type=int, help="demo residents to seed (default 2000; 250000 is the whole city)")
     db.set_defaults(func=cmd_db)
     train = sub.add_parser("train", help="train the Rasa model if its inputs changed")
     train.add_argument("--force", action="store_true")
@@ -177,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("actions", help="run the action server in the foreground").set_defaults(func=cmd_actions)
     sub.add_parser("rasa-env", help="build the Rasa virtualenv if missing").set_defaults(func=cmd_rasa_env)
     cli_messaging.register(sub)
+    cli_staff.register(sub)
     args = parser.parse_args(argv)
     if getattr(args, "sender", "") is None:
         args.sender = "+8613900000001" if args.channel == "sms" else "oDemoCitizen000000000000001"

@@ -3,6 +3,7 @@ workers in-process in the embedded default) and `citygw worker` (more workers, e
 
     webhook → Intake (dedupe, inbound stream) → TurnRunner → TurnWorker → pipeline → outbound stream
     → Dispatcher → Sender (Twilio, WeChat) → provider → status callback → SqlDeliveryLog
+    staff API → broadcast service → BroadcastRunner (fan-out) → outbound stream → Dispatcher → …
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from channels.base import Sender
 from channels.twilio.sender import TwilioSender
 from channels.wechat.api import WeChatApi, WeChatSender
 from gateway.binding import Binding
+from gateway.broadcast.runner import BroadcastRunner
 from gateway.config import Settings
 from gateway.delivery import SqlDeliveryLog
 from gateway.intake import Intake, TurnRunner
@@ -60,8 +62,9 @@ class Messaging:
     worker: TurnWorker
     senders: dict[str, Sender]
     limiter: RateLimiter
+    sessions: async_sessionmaker[AsyncSession] | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
-    _runners: list[Dispatcher | TurnRunner] = field(default_factory=list)
+    _runners: list[Dispatcher | TurnRunner | BroadcastRunner] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -79,7 +82,7 @@ class Messaging:
             if settings.redis_url
             else (MemoryQueue(), MemoryQueue())
         )
-        deliveries = SqlDeliveryLog(settings, sessions)
+        deliveries = SqlDeliveryLog(settings, sessions, enqueue=outbox.add)
         binding = Binding(settings, sessions, state, outbox.add)
         worker = TurnWorker(settings, pipeline, state, outbox.add, deliveries.set_sms_opt_out, binding)
         # Replies on these channels are rendered for them and recorded as queued in the turn itself.
@@ -95,6 +98,7 @@ class Messaging:
             worker,
             senders(settings, state),
             create_limiter(settings.redis_url),
+            sessions,
         )
 
     def dispatcher(self, consumer: str | None = None) -> Dispatcher:
@@ -115,13 +119,22 @@ class Messaging:
     def turn_runner(self, consumer: str | None = None) -> TurnRunner:
         return TurnRunner(self.inbox, self.worker, consumer or default_consumer())
 
-    def start_workers(self, dispatchers: int = 1, turn_runners: int = 1) -> None:
+    def broadcast_runner(self) -> BroadcastRunner:
+        if self.sessions is None:
+            raise RuntimeError("broadcasts need the database: build Messaging with sessions")
+        # without Redis the queue lives in this process: a restart must re-enqueue what it held
+        durable = isinstance(self.outbox, RedisStreamQueue)
+        return BroadcastRunner(self.settings, self.sessions, self.state, self.outbox, durable_queue=durable)
+
+    def start_workers(self, dispatchers: int = 1, turn_runners: int = 1, broadcast_runners: int = 1) -> None:
         for _ in range(dispatchers):
             self._start(self.dispatcher())
         for _ in range(turn_runners):
             self._start(self.turn_runner())
+        for _ in range(broadcast_runners if self.sessions is not None else 0):
+            self._start(self.broadcast_runner())
 
-    def _start(self, runner: Dispatcher | TurnRunner) -> None:
+    def _start(self, runner: Dispatcher | TurnRunner | BroadcastRunner) -> None:
         self._runners.append(runner)
         self.tasks.append(asyncio.create_task(runner.run()))
 

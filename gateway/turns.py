@@ -1,6 +1,7 @@
 """What happens to a queued inbound message from a webhook channel (SMS, WeChat):
-channel words handled before the bot (TD/订阅/帮助, "更多", a menu number) → the pipeline's turn →
-the turn's rendered replies handed to the dispatcher.
+channel words handled before the bot (TD/订阅/帮助; parents' "绑定 学号 姓名", "收到" after a school
+notice, "通知发微信"; "更多", a menu number) → the pipeline's turn → the turn's rendered replies handed
+to the dispatcher.
 
 Running a message twice (a worker died after the turn but before acking it) is safe: the pipeline
 answers a known message from the log, and the dispatcher skips replies that were already sent."""
@@ -18,6 +19,7 @@ from channels.textmenu import choice, numbered, wants_more
 from gateway.binding import Binding
 from gateway.config import Settings
 from gateway.pipeline import MessagePipeline
+from gateway.schools import Schools
 from gateway.state import StateStore
 from intents.menu import family_menu
 
@@ -48,6 +50,8 @@ class TurnWorker:
     ) -> None:
         self.settings, self.pipeline, self.state = settings, pipeline, state
         self.enqueue, self.opt_out, self.binding = enqueue, opt_out, binding
+        # Guardian binding, notice acknowledgements and the notice channel, on the pipeline's database.
+        self.schools = Schools(settings, pipeline.sessions, state, enqueue)
 
     # --- rendering, registered with the pipeline so replies are recorded as they will be sent -------
 
@@ -109,6 +113,10 @@ class TurnWorker:
                 return message, [Reply(RESTARTED)]
             if word == "help":
                 return message, [Reply(HELP)]
+        # Before the menu: "1" right after a school notice acknowledges it (only while one awaits).
+        school = await self.schools.answer(message)
+        if school is not None:
+            return message, school
         if wants_more(message.text):
             rest = await self.state.get_json(_key("more", message))
             return message, [Reply(rest or NO_MORE)]

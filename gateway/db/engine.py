@@ -43,8 +43,12 @@ def sync_engine(url: str) -> Engine:
     return engine
 
 
-def async_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(_with_driver(url, asynchronous=True), pool_pre_ping=True)
+def async_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+    # Dispatch workers record every send: the default pool of 5 made them queue for connections
+    # (bench/broadcast: ~60 messages/s); overflow lets a burst open more than pool_size for a while.
+    engine = create_async_engine(
+        _with_driver(url, asynchronous=True), pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2
+    )
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine.sync_engine)
     return engine

@@ -1,5 +1,6 @@
-"""Loads the city data pack into the database. Idempotent: rows that exist are left alone, so
-re-seeding never undoes a citizen's payment or booking."""
+"""Loads the city data pack into the database, and the demo population (residents, schools, guardians:
+gateway.db.people). Idempotent: rows that exist are left alone, so re-seeding never undoes a citizen's
+payment or booking, and never duplicates a resident."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from sqlmodel import Session, SQLModel
 
 from gateway.db.engine import sync_engine
 from gateway.db.models import BankBranch, Cinema, Community, District, Hospital, UtilityAccount
+from gateway.db.people import DEFAULT_SEED, DEMO_RESIDENTS, seed_people
 from intents.city.pack import CityPack
 
 
@@ -53,3 +55,12 @@ def seed(url: str, pack: CityPack) -> int:
         db.commit()
     engine.dispose()
     return added
+
+
+def seed_population(
+    url: str, pack: CityPack, residents: int = DEMO_RESIDENTS, seed_: int = DEFAULT_SEED
+) -> dict[str, int]:
+    """The first `residents` residents of the demo population across the pack's communities, and the
+    schools with their students and guardians. Needs the city data (communities) seeded first.
+    Returns what was added per kind."""
+    return seed_people(url, [c.id for c in pack.communities], residents, seed_)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from intents.handlers import culture, finance, generic, health, live, transport, utilities
+from intents.handlers import culture, education, finance, generic, health, live, transport, utilities
 from intents.runtime import Answer, Context
 from intents.services import Service
 
@@ -28,6 +28,7 @@ HANDLERS: dict[str, Run] = {
     "bus_route": transport.bus_route,
     "bus_stop_lines": transport.bus_stop_lines,
     "phone_topup": utilities.phone_topup,
+    "school_notices": education.school_notices,
     # generic kinds: most services are one of these plus data
     "info": generic.info,
     "lookup": generic.lookup,

@@ -1,0 +1,361 @@
+"""Who a broadcast reaches, as SQL: the audience JSON is validated into an Audience, which becomes a
+filter on citizens; one CASE expression picks each citizen's channel, and the same expression serves
+the preview's counts and the fan-out's pages, so the two can never disagree.
+
+Channel per citizen: WeChat (template message) when they prefer it and have a WeChat identity; else
+SMS to their phone (their own, or the number they texted from), unless they opted out and this is not
+an emergency; else WeChat if they have it; else nobody ("opted_out" or "none": recorded as skipped)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, case, exists, func, literal, not_, null, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway.broadcast.errors import BroadcastError
+from gateway.broadcast.phones import MAX_PHONES, normalize_phone
+from gateway.db.models import (
+    ChannelIdentity,
+    Citizen,
+    Community,
+    District,
+    Guardian,
+    School,
+    SchoolClass,
+    Student,
+    Subscription,
+)
+
+AREA_TYPES = ("all", "districts", "communities", "topics", "list")
+SCHOOL_TYPES = ("school", "grade", "classes")
+REACHABLE = ("sms", "wechat")
+MAX_IDS = 500
+
+
+@dataclass(frozen=True)
+class Audience:
+    type: str
+    ids: tuple[str, ...] = ()
+    grades: tuple[int, ...] = ()
+    phones: tuple[str, ...] = ()
+    school_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """What is stored in Broadcast.audience (normalised: phones in E.164, no repeats)."""
+        if self.type in ("districts", "communities", "topics", "classes"):
+            return {"type": self.type, "ids": list(self.ids)}
+        if self.type == "list":
+            return {"type": "list", "phones": list(self.phones)}
+        if self.type == "grade":
+            return {"type": "grade", "grades": list(self.grades)}
+        return {"type": self.type}
+
+
+@lru_cache
+def topics() -> dict[str, str]:
+    """Subscription topics citizens can opt into (from the service catalogue): id → Chinese name."""
+    from intents.services import catalogue
+
+    return {
+        s.params["topic"]: s.params.get("topic_name", s.name)
+        for s in catalogue().services
+        if s.handler == "subscription" and "topic" in s.params
+    }
+
+
+def _bad(code: str, message: str) -> BroadcastError:
+    return BroadcastError(code, message, 400)
+
+
+def _names(values: Sequence[object], limit: int = 5) -> str:
+    shown = "、".join(str(v) for v in list(values)[:limit])
+    return shown + (f"等{len(values)}个" if len(values) > limit else "")
+
+
+def _strings(raw: dict[str, Any], key: str, what: str) -> tuple[str, ...]:
+    values = raw.get(key)
+    if not isinstance(values, list) or not values:
+        raise _bad("bad_audience", f"请至少选择一个{what}。")
+    if len(values) > MAX_IDS:
+        raise _bad("bad_audience", f"一次最多选择{MAX_IDS}个{what}。")
+    if not all(isinstance(v, str) and v for v in values):
+        raise _bad("bad_audience", f"{what}编号格式不对。")
+    return tuple(dict.fromkeys(values))  # keep order, drop repeats
+
+
+async def _missing(db: AsyncSession, column: Any, ids: tuple[str, ...], *where: ColumnElement[bool]) -> list[str]:
+    found = set((await db.exec(select(column).where(column.in_(ids), *where))).scalars().all())
+    return [i for i in ids if i not in found]
+
+
+async def validate(db: AsyncSession, kind: str, raw: object, school_id: str | None = None) -> Audience:
+    """The audience JSON checked against the database; BroadcastError names what is wrong."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise _bad("bad_audience", "请选择发送对象。")
+    kind_types = SCHOOL_TYPES if kind == "school" else AREA_TYPES
+    type_ = raw["type"]
+    if type_ not in kind_types:
+        raise _bad("bad_audience", f"不支持的发送对象类型：{type_}。")
+    if type_ == "all":
+        return Audience("all")
+    if type_ == "districts":
+        ids = _strings(raw, "ids", "区")
+        if missing := await _missing(db, col(District.id), ids):
+            raise _bad("unknown_district", f"没有这个区：{_names(missing)}。")
+        return Audience("districts", ids=ids)
+    if type_ == "communities":
+        ids = _strings(raw, "ids", "社区")
+        if missing := await _missing(db, col(Community.id), ids):
+            raise _bad("unknown_community", f"没有这个社区：{_names(missing)}。")
+        return Audience("communities", ids=ids)
+    if type_ == "topics":
+        ids = _strings(raw, "ids", "订阅主题")
+        if missing := [t for t in ids if t not in topics()]:
+            raise _bad("unknown_topic", f"没有这个订阅主题：{_names(missing)}。")
+        return Audience("topics", ids=ids)
+    if type_ == "list":
+        return Audience("list", phones=_phones(raw.get("phones")))
+    return await _school(db, type_, raw, school_id)
+
+
+def _phones(values: object) -> tuple[str, ...]:
+    if not isinstance(values, list) or not values:
+        raise _bad("bad_audience", "号码名单是空的，请先上传号码。")
+    if len(values) > MAX_PHONES:
+        raise _bad("too_many_phones", f"号码名单最多{MAX_PHONES}个号码，这份有{len(values)}个。")
+    phones, bad = [], []
+    for value in values:
+        phone = normalize_phone(value) if isinstance(value, str) else None
+        if phone is None:
+            bad.append(value)
+        else:
+            phones.append(phone)
+    if bad:
+        raise _bad("bad_phone", f"名单里有无效的手机号：{_names(bad)}。")
+    return tuple(dict.fromkeys(phones))
+
+
+async def _school(db: AsyncSession, type_: str, raw: dict[str, Any], school_id: str | None) -> Audience:
+    if not school_id or await db.get(School, school_id) is None:
+        raise _bad("unknown_school", "没有找到这所学校。")
+    if type_ == "school":
+        return Audience("school", school_id=school_id)
+    if type_ == "classes":
+        ids = _strings(raw, "ids", "班级")
+        if missing := await _missing(db, col(SchoolClass.id), ids, col(SchoolClass.school_id) == school_id):
+            raise _bad("unknown_class", f"本校没有这个班级：{_names(missing)}。")
+        return Audience("classes", ids=ids, school_id=school_id)
+    grades = raw.get("grades")
+    if (
+        not isinstance(grades, list)
+        or not grades
+        or not all(isinstance(g, int) and not isinstance(g, bool) for g in grades)
+    ):
+        raise _bad("bad_audience", "请至少选择一个年级。")
+    have = set(
+        (await db.exec(select(SchoolClass.grade).where(col(SchoolClass.school_id) == school_id).distinct()))
+        .scalars()
+        .all()
+    )
+    if missing := [g for g in dict.fromkeys(grades) if g not in have]:
+        raise _bad("unknown_grade", f"本校没有这个年级：{_names([f'{g}年级' for g in missing])}。")
+    return Audience("grade", grades=tuple(dict.fromkeys(grades)), school_id=school_id)
+
+
+def parse(stored: dict[str, Any], school_id: str | None) -> Audience:
+    """A stored (already validated) audience back into an Audience."""
+    type_ = stored["type"]
+    return Audience(
+        type_,
+        ids=tuple(stored.get("ids", ())),
+        grades=tuple(stored.get("grades", ())),
+        phones=tuple(stored.get("phones", ())),
+        school_id=school_id if type_ in SCHOOL_TYPES else None,
+    )
+
+
+# --- the query ----------------------------------------------------------------------------------
+
+
+def _school_scope(audience: Audience) -> list[ColumnElement[bool]]:
+    scope = [col(SchoolClass.school_id) == audience.school_id]
+    if audience.type == "grade":
+        scope.append(col(SchoolClass.grade).in_(audience.grades))
+    elif audience.type == "classes":
+        scope.append(col(SchoolClass.id).in_(audience.ids))
+    return scope
+
+
+def _guardians(audience: Audience) -> Any:
+    return (
+        select(Guardian.citizen_id)
+        .join(Student, col(Student.id) == col(Guardian.student_id))
+        .join(SchoolClass, col(SchoolClass.id) == col(Student.class_id))
+        .where(*_school_scope(audience))
+    )
+
+
+def _filter(audience: Audience) -> ColumnElement[bool]:
+    t = audience.type
+    if t == "all":
+        return true()
+    if t == "districts":
+        return col(Citizen.community_id).in_(select(Community.id).where(col(Community.district_id).in_(audience.ids)))
+    if t == "communities":
+        return col(Citizen.community_id).in_(audience.ids)
+    if t == "topics":
+        return exists().where(
+            col(Subscription.citizen_id) == col(Citizen.id), col(Subscription.topic).in_(audience.ids)
+        )
+    if t == "list":
+        by_identity = select(ChannelIdentity.citizen_id).where(
+            col(ChannelIdentity.channel) == "sms", col(ChannelIdentity.address).in_(audience.phones)
+        )
+        return or_(col(Citizen.phone).in_(audience.phones), col(Citizen.id).in_(by_identity))
+    return col(Citizen.id).in_(_guardians(audience))
+
+
+def _identity(channel: str) -> Any:
+    # No min()/ORDER BY: either would tempt the planner to walk the (channel, address) index for every
+    # citizen; this way it looks the citizen up by citizen_id. Citizens have one address per channel.
+    identity = aliased(ChannelIdentity)
+    return (
+        select(identity.address)
+        .where(identity.citizen_id == Citizen.id, identity.channel == channel)
+        .limit(1)
+        .correlate(Citizen)
+        .scalar_subquery()
+    )
+
+
+def _student(audience: Audience) -> Any:
+    if audience.type not in SCHOOL_TYPES:
+        return null()
+    # a parent of two pupils in scope gets one message, recorded against one of them (no min(): see
+    # _identity)
+    return (
+        select(Guardian.student_id)
+        .join(Student, col(Student.id) == col(Guardian.student_id))
+        .join(SchoolClass, col(SchoolClass.id) == col(Student.class_id))
+        .where(col(Guardian.citizen_id) == col(Citizen.id), *_school_scope(audience))
+        .limit(1)
+        .correlate(Citizen)
+        .scalar_subquery()
+    )
+
+
+def _base(audience: Audience, after: int | None = None, limit: int | None = None) -> Any:
+    query = select(
+        col(Citizen.id).label("citizen_id"),
+        func.coalesce(col(Citizen.phone), _identity("sms")).label("phone"),
+        col(Citizen.sms_opted_out).label("opted_out"),
+        col(Citizen.preferred_channel).label("preferred"),
+        _identity("wechat").label("openid"),
+        _student(audience).label("student_id"),
+    ).where(_filter(audience))
+    if after is not None:
+        # keyset pagination: each page starts where the last ended, never with OFFSET
+        query = query.where(col(Citizen.id) > after).order_by(col(Citizen.id)).limit(limit)
+    return query.subquery("audience")
+
+
+def _choice(base: Any, emergency: bool) -> tuple[Any, Any]:
+    """(channel, address) CASE expressions over _base's columns; see the module docstring."""
+    c = base.c
+    prefers_wechat = and_(c.preferred == "wechat", c.openid.is_not(None))
+    sms_ok = c.phone.is_not(None) if emergency else and_(c.phone.is_not(None), not_(c.opted_out))
+    has_wechat = c.openid.is_not(None)
+    channel = case(
+        (prefers_wechat, literal("wechat")),
+        (sms_ok, literal("sms")),
+        (has_wechat, literal("wechat")),
+        (c.phone.is_not(None), literal("opted_out")),
+        else_=literal("none"),
+    )
+    address = case(
+        (prefers_wechat, c.openid),
+        (sms_ok, c.phone),
+        (has_wechat, c.openid),
+        else_=func.coalesce(c.phone, literal("")),
+    )
+    return channel, address
+
+
+async def counts(db: AsyncSession, audience: Audience, emergency: bool) -> dict[str, int]:
+    """Citizens per outcome: sms, wechat, opted_out, none. Listed numbers that are nobody's yet count
+    as SMS (they become citizens when the broadcast is created)."""
+    base = _base(audience)
+    channel, _ = _choice(base, emergency)
+    rows = (await db.exec(select(channel, func.count()).select_from(base).group_by(channel))).all()
+    out = {"sms": 0, "wechat": 0, "opted_out": 0, "none": 0}
+    out.update({name: int(n) for name, n in rows})
+    if audience.type == "list":
+        out["sms"] += len(audience.phones) - len(await _known_phones(db, audience.phones))
+    return out
+
+
+async def reachable(db: AsyncSession, audience: Audience, emergency: bool) -> bool:
+    """Whether anyone at all would get the message (cheaper than counting everyone)."""
+    base = _base(audience)
+    channel, _ = _choice(base, emergency)
+    found = (await db.exec(select(base.c.citizen_id).where(channel.in_(REACHABLE)).limit(1))).first()
+    return found is not None
+
+
+async def page(db: AsyncSession, audience: Audience, emergency: bool, after: int, limit: int) -> Sequence[Row[Any]]:
+    """The next `limit` citizens with id > after, in id order: (citizen_id, channel, address, student_id)."""
+    base = _base(audience, after, limit)
+    channel, address = _choice(base, emergency)
+    query = select(base.c.citizen_id, channel.label("channel"), address.label("address"), base.c.student_id)
+    return (await db.exec(query.order_by(base.c.citizen_id))).all()
+
+
+async def _owned_phones(db: AsyncSession, phones: Sequence[str]) -> set[str]:
+    return set((await db.exec(select(Citizen.phone).where(col(Citizen.phone).in_(phones)))).scalars().all())
+
+
+async def _texted(db: AsyncSession, phones: Sequence[str]) -> list[tuple[int, str]]:
+    """(citizen id, number) of listed numbers that have texted us (an SMS identity)."""
+    rows = await db.exec(
+        select(ChannelIdentity.citizen_id, ChannelIdentity.address).where(
+            col(ChannelIdentity.channel) == "sms", col(ChannelIdentity.address).in_(phones)
+        )
+    )
+    return [(citizen_id, address) for citizen_id, address in rows.all()]
+
+
+async def _known_phones(db: AsyncSession, phones: Sequence[str]) -> set[str]:
+    if not phones:
+        return set()
+    return await _owned_phones(db, phones) | {address for _, address in await _texted(db, phones)}
+
+
+def insert_ignoring_conflicts(db: AsyncSession, model: Any, *conflict: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for the session's database (SQLite or PostgreSQL). On the
+    model's Table, not the model: a Core insert given many rows is sent as multi-row VALUES, where the
+    ORM's bulk path would go row by row."""
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(model.__table__).on_conflict_do_nothing(index_elements=list(conflict) or None)
+
+
+async def ensure_citizens(db: AsyncSession, phones: Sequence[str]) -> None:
+    """Every listed number belongs to a citizen afterwards (in the caller's transaction), so that it
+    can have a recipient row: a number that texted us before becomes its citizen's phone; an unknown
+    one becomes a new citizen."""
+    owned = await _owned_phones(db, phones)
+    texted = [(citizen_id, phone) for citizen_id, phone in await _texted(db, phones) if phone not in owned]
+    for citizen_id, phone in texted:
+        await db.exec(
+            update(Citizen).where(col(Citizen.id) == citizen_id, col(Citizen.phone).is_(None)).values(phone=phone)
+        )
+    known = owned | {phone for _, phone in texted}
+    if missing := [p for p in phones if p not in known]:
+        await db.exec(insert_ignoring_conflicts(db, Citizen, "phone"), params=[{"phone": p} for p in missing])

@@ -1,0 +1,171 @@
+"""The delivery log of broadcast messages (refs "recipient:<id>"), used by gateway.delivery's
+SqlDeliveryLog: whether a recipient is still due, what the provider said, and the SMS that replaces a
+WeChat message which failed for good (the user unfollowed, a bad openid, retries spent, the 48-hour
+window), when the citizen has a phone and may get an SMS (not opted out, unless it is an emergency)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from channels.base import Outgoing, SendResult, StatusUpdate
+from gateway.broadcast import render
+from gateway.config import Settings
+from gateway.db.models import Broadcast, BroadcastRecipient, ChannelIdentity, Citizen, utcnow
+
+log = logging.getLogger(__name__)
+
+OPTED_OUT_CODE = "21610"  # Twilio: the recipient stopped us at the carrier (STOP/退订)
+# Reports arrive in any order; a late "sent" must not overwrite "delivered".
+RANK = {"queued": 0, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4}
+FELL_BACK = "微信未送达，已改发短信"  # kept on the row after the SMS goes, so staff see why it was SMS
+
+
+class RecipientLog:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        enqueue: Callable[[Outgoing], Awaitable[Any]] | None = None,
+    ) -> None:
+        self.settings, self.sessions, self.enqueue = settings, sessions, enqueue
+
+    async def should_send(self, recipient_id: int) -> bool:
+        """Only a queued recipient of a broadcast that was not cancelled."""
+        async with self.sessions() as db:
+            row = (
+                await db.exec(
+                    select(BroadcastRecipient.status, Broadcast.status)
+                    .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
+                    .where(col(BroadcastRecipient.id) == recipient_id)
+                )
+            ).first()
+        return row is not None and row[0] == "queued" and row[1] != "cancelled"
+
+    async def sent(self, recipient_id: int, result: SendResult, message: Outgoing) -> None:
+        # channel and address as sent: a fallback SMS replaces the WeChat message the row was made for;
+        # a status callback quick enough to arrive first has already said "delivered"
+        await self._update(
+            recipient_id,
+            col(BroadcastRecipient.status) != "delivered",
+            status="sent",
+            provider_id=result.provider_id,
+            channel=message.channel,
+            address=message.to,
+            error=case(
+                (col(BroadcastRecipient.error).startswith(FELL_BACK), col(BroadcastRecipient.error)), else_=None
+            ),
+        )
+
+    async def retrying(self, recipient_id: int, attempt: int, reason: str) -> None:
+        await self._update(recipient_id, error=f"try {attempt} failed: {reason}"[:255])
+
+    async def failed(self, recipient_id: int, kind: str, reason: str) -> None:
+        async with self.sessions() as db:
+            row = await db.get(BroadcastRecipient, recipient_id)
+        if row is None:
+            return
+        if row.channel == "wechat" and self.enqueue is not None:
+            sms = await self._switch_to_sms(recipient_id, f"{FELL_BACK}（{kind}: {reason}）"[:255])
+            if sms is not None:
+                await self.enqueue(sms)
+                return
+        await self._update(recipient_id, status="failed", error=f"{kind}: {reason}"[:255])
+        if kind == "opted_out" and row.channel == "sms":
+            await self._opt_out(row.citizen_id)
+
+    async def fallback(self, recipient_id: int) -> Outgoing | None:
+        """WeChat answered "window closed": the SMS the dispatcher queues in its place, or None."""
+        return await self._switch_to_sms(recipient_id, f"{FELL_BACK}（window_closed）")
+
+    async def status(self, update_: StatusUpdate) -> bool:
+        """A provider's status report; False when the provider id is not a broadcast recipient's."""
+        async with self.sessions() as db:
+            row = (
+                (
+                    await db.exec(
+                        select(BroadcastRecipient).where(
+                            col(BroadcastRecipient.provider_id) == update_.provider_id,
+                            col(BroadcastRecipient.channel) == update_.channel,
+                        )
+                    )
+                )
+                .scalars()
+                .first()
+            )
+            if row is None:
+                return False
+            status = "delivered" if update_.status == "read" else update_.status
+            if status in RANK and RANK[status] > RANK.get(row.status, 0):
+                row.status = status
+                if update_.error_code:
+                    row.error = f"provider error {update_.error_code}"
+                row.updated_at = utcnow()
+                db.add(row)
+                await db.commit()
+            citizen_id, channel = row.citizen_id, row.channel
+        if update_.error_code == OPTED_OUT_CODE and channel == "sms":
+            await self._opt_out(citizen_id)
+        return True
+
+    async def _switch_to_sms(self, recipient_id: int, note: str) -> Outgoing | None:
+        """Switch a WeChat recipient's row to SMS and return the SMS; None when they have no phone, or
+        opted out of SMS and this is not an emergency, or another copy already switched it."""
+        async with self.sessions() as db:
+            found = (
+                await db.exec(
+                    select(BroadcastRecipient, Broadcast, Citizen)
+                    .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
+                    .join(Citizen, col(Citizen.id) == col(BroadcastRecipient.citizen_id))
+                    .where(col(BroadcastRecipient.id) == recipient_id)
+                )
+            ).first()
+            if found is None:
+                return None
+            recipient, broadcast, citizen = found
+            if broadcast.status == "cancelled" or (citizen.sms_opted_out and broadcast.kind != "emergency"):
+                return None
+            phone = (
+                citizen.phone
+                or (
+                    await db.exec(
+                        select(func.min(ChannelIdentity.address)).where(
+                            col(ChannelIdentity.citizen_id) == citizen.id, col(ChannelIdentity.channel) == "sms"
+                        )
+                    )
+                ).scalar()
+            )
+            if not phone:
+                return None
+            changed = await db.exec(
+                update(BroadcastRecipient)
+                .where(col(BroadcastRecipient.id) == recipient_id, col(BroadcastRecipient.channel) == "wechat")
+                .values(channel="sms", address=phone, status="queued", error=note, updated_at=utcnow())
+            )
+            await db.commit()
+        if changed.rowcount != 1:
+            return None
+        log.info("recipient:%d: WeChat failed, falling back to SMS", recipient_id)
+        return render.outgoing(
+            self.settings, broadcast, recipient_id, "sms", phone, reminder=recipient.reminded_at is not None
+        )
+
+    async def _update(self, recipient_id: int, *where: Any, **values: Any) -> None:
+        async with self.sessions() as db:
+            await db.exec(
+                update(BroadcastRecipient)
+                .where(col(BroadcastRecipient.id) == recipient_id, *where)
+                .values(attempts=col(BroadcastRecipient.attempts) + 1, updated_at=utcnow(), **values)
+            )
+            await db.commit()
+
+    async def _opt_out(self, citizen_id: int) -> None:
+        async with self.sessions() as db:
+            await db.exec(update(Citizen).where(col(Citizen.id) == citizen_id).values(sms_opted_out=True))
+            await db.commit()

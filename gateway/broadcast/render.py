@@ -1,0 +1,58 @@
+"""What one recipient of a broadcast is sent: the SMS text (never cut: a broadcast is paid for in
+full), the WeChat template message, and the dispatcher priority."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from channels.base import Outgoing
+from channels.sms.segments import segment_count
+from gateway.config import Settings
+
+DEFAULT_TEMPLATE = "citygw_notice"
+REMINDER = "（再次提醒）"
+
+
+class Content(Protocol):
+    kind: str
+    title: str
+    body: str
+    urgent: bool
+
+
+def sms_text(settings: Settings, title: str, body: str, reminder: bool = False) -> str:
+    title_part = f"【{title}】" if title else ""
+    return f"{settings.sms_signature}{title_part}{REMINDER if reminder else ''}{body}"
+
+
+def segments(settings: Settings, title: str, body: str) -> int:
+    return segment_count(sms_text(settings, title, body))
+
+
+def priority(kind: str, urgent: bool) -> str:
+    """Emergencies jump every queue; an urgent school notice goes with chat replies; the rest is bulk."""
+    if kind == "emergency":
+        return "emergency"
+    if kind == "school" and urgent:
+        return "reply"
+    return "bulk"
+
+
+def ref(recipient_id: int) -> str:
+    return f"recipient:{recipient_id}"
+
+
+def outgoing(
+    settings: Settings, content: Content, recipient_id: int, channel: str, address: str, reminder: bool = False
+) -> Outgoing:
+    """The dispatcher's message for one recipient on the channel chosen for them."""
+    common = {"to": address, "ref": ref(recipient_id), "priority": priority(content.kind, content.urgent)}
+    if channel == "wechat":
+        title = f"{REMINDER}{content.title}" if reminder else content.title
+        template = {
+            "template_id": settings.wechat_template_id or DEFAULT_TEMPLATE,
+            "data": {"title": {"value": title}, "content": {"value": content.body}},
+        }
+        return Outgoing(channel="wechat", text=f"【{title}】{content.body}", template=template, **common)
+    text = sms_text(settings, content.title, content.body, reminder)
+    return Outgoing(channel="sms", text=text, segments=segment_count(text), **common)
