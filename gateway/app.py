@@ -79,7 +79,7 @@ class Core:
 async def core(settings: Settings) -> AsyncIterator[Core]:
     engine = async_engine(settings.database_url, pool_size=max(20, settings.dispatch_concurrency))
     sessions = session_factory(engine)
-    state = create_state(settings.redis_url)
+    state = create_state(settings.redis_url, settings.queue_prefix)
     bridge = RasaBridge(
         settings.rasa_url,
         timeout_s=settings.rasa_timeout_s,

@@ -68,7 +68,7 @@ def cmd_wechat_menu(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if args.dry_run else 2
 
     async def create() -> None:
-        state = create_state(settings.redis_url)
+        state = create_state(settings.redis_url, settings.queue_prefix)
         api = WeChatApi(settings.wechat_app_id, settings.wechat_app_secret, state, settings.wechat_api_base)
         try:
             await api.create_menu(menu)

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     sms_price_yuan: float = 0.045  # per segment, for the cost estimate in the preview
     broadcast_batch: int = 1000  # recipients written and queued per fan-out step
 
-    # Streams and queues in Redis live under this prefix (one per deployment sharing a Redis).
+    # Every Redis key (state, streams, queues) lives under this prefix: one per deployment sharing a Redis.
     queue_prefix: str = "citygw"
 
     # Outbound dispatch: in-process workers by default; `citygw worker` runs more elsewhere.

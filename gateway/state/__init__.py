@@ -8,12 +8,12 @@ from gateway.state.base import StateStore, Subscription
 from gateway.state.memory import MemoryState
 
 
-def create_state(redis_url: str | None) -> StateStore:
+def create_state(redis_url: str | None, prefix: str = "citygw") -> StateStore:
     if not redis_url:
         return MemoryState()
     from gateway.state.redis import RedisState
 
-    return RedisState(redis_url)
+    return RedisState(redis_url, prefix)
 
 
 __all__ = ["MemoryState", "StateStore", "Subscription", "create_state"]

@@ -13,7 +13,6 @@ import redis.asyncio as aioredis
 from gateway.state.base import LocalFanout, Subscription
 
 log = logging.getLogger(__name__)
-PREFIX = "citygw:"
 MAX_CONNECTIONS = 64
 
 
@@ -31,39 +30,41 @@ class RedisState:
     """Shared state in Redis. Pub/sub uses one pattern subscription per process, fanned out locally,
     so a thousand open web chats cost one Redis connection rather than a thousand."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str = "citygw") -> None:
+        # One prefix per deployment: two gateways sharing a Redis must not share dedupe claims.
+        self._prefix = f"{prefix}:"
         self._redis = connect(url)
         self._fanout = LocalFanout()
         self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     async def claim(self, key: str, ttl_s: int) -> bool:
-        return bool(await self._redis.set(PREFIX + key, "1", nx=True, ex=ttl_s))
+        return bool(await self._redis.set(self._prefix + key, "1", nx=True, ex=ttl_s))
 
     async def release(self, key: str) -> None:
-        await self._redis.delete(PREFIX + key)
+        await self._redis.delete(self._prefix + key)
 
     async def get_json(self, key: str) -> Any | None:
-        raw = await self._redis.get(PREFIX + key)
+        raw = await self._redis.get(self._prefix + key)
         return None if raw is None else json.loads(raw)
 
     async def set_json(self, key: str, value: Any, ttl_s: int | None = None) -> None:
-        await self._redis.set(PREFIX + key, json.dumps(value, ensure_ascii=False), ex=ttl_s)
+        await self._redis.set(self._prefix + key, json.dumps(value, ensure_ascii=False), ex=ttl_s)
 
     async def hit(self, key: str, window_s: int) -> int:
-        bucket = f"{PREFIX}{key}:{int(time.time() // window_s)}"
+        bucket = f"{self._prefix}{key}:{int(time.time() // window_s)}"
         async with self._redis.pipeline(transaction=True) as pipe:
             count, _ = await pipe.incr(bucket).expire(bucket, window_s).execute()
         return int(count)
 
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
-        await self._redis.publish(f"{PREFIX}pub:{topic}", json.dumps(message, ensure_ascii=False))
+        await self._redis.publish(f"{self._prefix}pub:{topic}", json.dumps(message, ensure_ascii=False))
 
     async def _read(self) -> None:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.psubscribe(f"{PREFIX}pub:*")
+        await pubsub.psubscribe(f"{self._prefix}pub:*")
         self._ready.set()
-        prefix_len = len(f"{PREFIX}pub:")
+        prefix_len = len(f"{self._prefix}pub:")
         try:
             while True:
                 message = await pubsub.get_message(timeout=1.0)
