@@ -6,9 +6,7 @@ Codes are stored hashed, five wrong tries end the attempt, one code per phone pe
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
 
@@ -23,23 +21,13 @@ from gateway.db.models import ChannelIdentity, Conversation
 from gateway.delivery import citizen_for_phone
 from gateway.logs import mask
 from gateway.state import StateStore
+from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 
 BIND_RE = re.compile(r"^绑定(?:手机|手机号)?[:：]?(?:\+?86)?(1[3-9]\d{9})$")
-CODE_RE = re.compile(r"^\d{6}$")
-CODE_TTL_S = 300
-RESEND_S = 60
-MAX_TRIES = 5
-
 SENT = "验证码已发送到{phone}，请在5分钟内回复6位数字验证码。"
 SMS_TEXT = "您的验证码是{code}，5分钟内有效，用于绑定微信。如非本人操作请忽略。"
-TOO_SOON = "验证码已发送，请1分钟后再试。"
-WRONG = "验证码不正确，还可以再试{left}次。"
 EXHAUSTED = "验证码错误次数过多，请重新发送“绑定+手机号”。"
 BOUND = "绑定成功！手机号{phone}已与您的微信关联，通知会优先发到微信。"
-
-
-def _hash(code: str, salt: str) -> str:
-    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
 
 
 class Binding:
@@ -65,30 +53,19 @@ class Binding:
         return None
 
     async def _send_code(self, key: str, message: InboundMessage, phone: str) -> str:
-        if not await self.state.claim(f"bind-sent:{phone}", RESEND_S):
+        fresh = await new_code(self.state, phone)
+        if fresh is None:
             return TOO_SOON
-        code, salt = f"{secrets.randbelow(10**6):06d}", secrets.token_hex(8)
-        await self.state.set_json(
-            key, {"phone": phone, "hash": _hash(code, salt), "salt": salt, "tries": 0}, CODE_TTL_S
-        )
-        await self.enqueue(
-            Outgoing(
-                channel="sms",
-                to=phone,
-                text=f"{self.settings.sms_signature}{SMS_TEXT.format(code=code)}",
-                ref=f"notice:bind:{message.external_id}",
-            )
+        code, stored = fresh
+        await self.state.set_json(key, {"phone": phone, **stored, "tries": 0}, CODE_TTL_S)
+        await send_code(
+            self.enqueue, self.settings, phone, SMS_TEXT.format(code=code), f"notice:bind:{message.external_id}"
         )
         return SENT.format(phone=mask(phone))
 
     async def _check(self, key: str, message: InboundMessage, pending: dict, code: str) -> str:
-        if not secrets.compare_digest(_hash(code, pending["salt"]), pending["hash"]):
-            pending["tries"] += 1
-            if pending["tries"] >= MAX_TRIES:
-                await self.state.set_json(key, None, 1)
-                return EXHAUSTED
-            await self.state.set_json(key, pending, CODE_TTL_S)
-            return WRONG.format(left=MAX_TRIES - pending["tries"])
+        if not matches(code, pending):
+            return await wrong_try(self.state, key, pending, EXHAUSTED)
         await self.state.set_json(key, None, 1)
         await self._link(message.channel, message.sender, pending["phone"])
         return BOUND.format(phone=mask(pending["phone"]))

@@ -3,7 +3,7 @@
 - "绑定 学号 姓名" (spaces optional, either order): by SMS, the sender's phone must be a guardian phone
   the school recorded for that student, and the guardian is then verified. By WeChat, a six-digit code
   goes by SMS to the guardian phone(s) on record (hashed in state, five tries, one code per phone per
-  minute, as gateway.binding does for phones); the right code links the WeChat identity to that
+  minute, by gateway.verification as for phone binding); the right code links the WeChat identity to that
   guardian's citizen and makes WeChat the channel notices go to first.
 - "通知发微信" / "通知发短信": the channel notices go to first (Citizen.preferred_channel).
 - "收到" / "1" after a school notice: acknowledges the citizen's most recent un-acknowledged school
@@ -16,9 +16,7 @@ remembered per message, so a re-run cannot acknowledge a second notice."""
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,7 +29,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import InboundMessage, Outgoing, Reply
 from gateway import conversations
-from gateway.binding import CODE_RE, CODE_TTL_S, MAX_TRIES, RESEND_S
 from gateway.config import Settings
 from gateway.db.models import (
     Broadcast,
@@ -47,6 +44,7 @@ from gateway.db.models import (
 )
 from gateway.delivery import citizen_for_phone
 from gateway.state import StateStore
+from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 
 STUDENT_ID = r"KS\d{10}"
 NAME = r"[\u4e00-\u9fff·]{2,20}"
@@ -74,8 +72,6 @@ BOUND_SMS = (
 )
 CODE_SENT = "验证码已发送到{school}登记的家长手机（尾号{tails}），请在5分钟内回复6位数字验证码。"
 CODE_SMS = "您的验证码是{code}，5分钟内有效，用于在微信绑定{name}的家长身份。如非本人操作请忽略。"
-TOO_SOON = "验证码已发送，请1分钟后再试。"
-WRONG = "验证码不正确，还可以再试{left}次。"
 EXHAUSTED = "验证码错误次数过多，请重新发送“绑定 学号 姓名”。"
 BOUND_WECHAT = (
     "绑定成功！您的微信已关联{name}（{school}{klass}）的家长手机，学校通知将发到微信。回复“通知发短信”可改为短信接收。"
@@ -87,10 +83,6 @@ NO_WECHAT = "您还没有关联微信：请关注“克拉玛依市民服务”�
 NO_PHONE = "您还没有关联手机号：请发送“绑定+手机号”，例如“绑定13912345678”，验证后再设置。"
 ACKED = "已确认收到《{title}》"
 MORE_TO_ACK = "您还有{n}条学校通知未确认，再回复“收到”可继续确认。"
-
-
-def _hash(code: str, salt: str) -> str:
-    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
 
 
 def normalise(text: str) -> str:
@@ -208,11 +200,12 @@ class Schools:
         parent is binding, without asking the sender to pick a phone number they may not know."""
         codes, sms = [], []
         for citizen_id, phone in phones:
-            # The same per-phone key as phone binding: one code per phone per minute, whatever asked.
-            if not await self.state.claim(f"bind-sent:{phone}", RESEND_S):
+            # The same per-phone limit as phone binding: one code per phone per minute, whatever asked.
+            fresh = await new_code(self.state, phone)
+            if fresh is None:
                 continue
-            code, salt = f"{secrets.randbelow(10**6):06d}", secrets.token_hex(8)
-            codes.append({"citizen_id": citizen_id, "phone": phone, "hash": _hash(code, salt), "salt": salt})
+            code, stored = fresh
+            codes.append({"citizen_id": citizen_id, "phone": phone, **stored})
             sms.append((phone, code))
         if not codes:
             return TOO_SOON
@@ -220,29 +213,20 @@ class Schools:
             self._code_key(message), {"student_id": pupil.id, "tries": 0, "codes": codes}, CODE_TTL_S
         )
         for phone, code in sms:
-            await self.enqueue(
-                Outgoing(
-                    channel="sms",
-                    to=phone,
-                    text=f"{self.settings.sms_signature}{CODE_SMS.format(code=code, name=pupil.name)}",
-                    ref=f"notice:guardian-bind:{message.external_id}:{_tail(phone)}",
-                )
+            await send_code(
+                self.enqueue,
+                self.settings,
+                phone,
+                CODE_SMS.format(code=code, name=pupil.name),
+                f"notice:guardian-bind:{message.external_id}:{_tail(phone)}",
             )
         return CODE_SENT.format(school=pupil.school, tails="、".join(_tail(p) for p, _ in sms))
 
     async def _check_code(self, message: InboundMessage, pending: dict, code: str) -> str:
         key = self._code_key(message)
-        match = next(
-            (c for c in pending["codes"] if secrets.compare_digest(_hash(code, c["salt"]), c["hash"])),
-            None,
-        )
+        match = next((c for c in pending["codes"] if matches(code, c)), None)
         if match is None:
-            pending["tries"] += 1
-            if pending["tries"] >= MAX_TRIES:
-                await self.state.set_json(key, None, 1)
-                return EXHAUSTED
-            await self.state.set_json(key, pending, CODE_TTL_S)
-            return WRONG.format(left=MAX_TRIES - pending["tries"])
+            return await wrong_try(self.state, key, pending, EXHAUSTED)
         await self.state.set_json(key, None, 1)
         async with self.sessions() as db:
             pupil = await self._link(db, message, match["citizen_id"], pending["student_id"])

@@ -33,17 +33,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fresh_database(kind: str, directory: Path) -> str:
+def empty_database(kind: str, directory: Path, file: str = "citygw.db", prefix: str = "citygw_test") -> str:
+    """A new database migrated to the head schema, with no data: the SQLite file `file` in directory, or
+    a PostgreSQL database named `prefix`_<random>."""
     if kind == "sqlite":
-        url = f"sqlite:///{directory / 'citygw.db'}"
+        url = f"sqlite:///{directory / file}"
     else:
-        name = f"citygw_test_{uuid.uuid4().hex[:10]}"
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         admin = sync_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         url = f"postgresql://postgres@127.0.0.1:5432/{name}"
     upgrade(url)
+    return url
+
+
+def fresh_database(kind: str, directory: Path) -> str:
+    """An empty database with the city data pack seeded into it."""
+    url = empty_database(kind, directory)
     seed(url, load_pack())
     return url
 

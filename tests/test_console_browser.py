@@ -16,7 +16,6 @@ the tests can share a stack with other test files. Needs /usr/bin/chromium (neve
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import warnings
@@ -52,19 +51,9 @@ from gateway.db.models import (
 )
 from gateway.demo import TWILIO
 from gateway.staff.passwords import hash_password
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, NO_HORIZONTAL_SCROLL, VIEWPORT, require_chromium
 from tests.stack import Stack
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 390, "height": 844}  # a phone: the console must work there too
 TIMEOUT_MS = 20_000
 DELIVERY_TIMEOUT_MS = 90_000  # a few hundred SMS through the dispatcher and Twilio's status callbacks
 
@@ -78,19 +67,12 @@ ACKING_PARENTS = 2
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
-NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 # Form controls a screen reader could not name.
 UNLABELLED = """() => [...document.querySelectorAll('#view input, #view select, #view textarea')]
     .filter(c => !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby'))
     .map(c => c.id || c.name || c.outerHTML.slice(0, 60))"""
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 FULL_PHONE = re.compile(r"1[3-9]\d{9}")
-
-
-def require_chromium() -> None:
-    """`make test` installs Debian's Chromium; without it these tests fail rather than hide the gap."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)")
 
 
 # --- the people: staff, residents, a school --------------------------------------------------------

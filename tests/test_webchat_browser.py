@@ -9,24 +9,14 @@ needs when run alone.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page, async_playwright, expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-VIEWPORT = {"width": 390, "height": 844}
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, NO_HORIZONTAL_SCROLL, VIEWPORT, require_chromium
+
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "var" / "screenshots"
 TURN_TIMEOUT_MS = 45_000  # one bot turn through the real Rasa, first turn included
 
@@ -35,18 +25,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 # A turn is over when a new bot bubble is there and the typing indicator is gone ("done" came).
 TURN_OVER = """n => document.querySelectorAll('#messages .msg.bot').length > n
                  && document.getElementById('typing').hidden"""
-NO_HORIZONTAL_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
 SNAPSHOT = """() => [...document.querySelectorAll('#messages .msg.user, #messages .msg.bot')].map(m => ({
     kind: m.classList.contains('user') ? 'user' : 'bot',
     text: m.querySelector('.text')?.textContent ?? '',
     buttons: [...m.querySelectorAll('.quick-replies button')].map(b => b.textContent),
 }))"""
-
-
-def require_chromium() -> None:
-    """`make test` installs Debian's Chromium; without it these tests fail rather than hide the gap."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -22,7 +21,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import Outgoing
 from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory, sync_engine
-from gateway.db.migrate import upgrade
 from gateway.db.models import (
     ChannelIdentity,
     Citizen,
@@ -35,9 +33,8 @@ from gateway.db.models import (
     Student,
     Subscription,
 )
+from tests.stack import drop_database, empty_database
 
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 FIXED_NOW = "2026-11-25T10:00:00"  # a Wednesday morning, outside quiet hours
 DISTRICTS = {"karamay": ["c001", "c002"], "dushanzi": ["c030", "c031"]}
 EMPTY_COMMUNITY = "c003"  # exists, nobody lives there
@@ -45,25 +42,7 @@ POPULATION = 240
 
 
 def create_database(kind: str, directory: Path) -> str:
-    if kind == "sqlite":
-        url = f"sqlite:///{directory / 'broadcast.db'}"
-    else:
-        name = f"citygw_bc_{uuid.uuid4().hex[:10]}"
-        admin = sync_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    if url.startswith("postgresql"):
-        admin = sync_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-        admin.dispose()
+    return empty_database(kind, directory, file="broadcast.db", prefix="citygw_bc")
 
 
 @dataclass

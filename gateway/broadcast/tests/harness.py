@@ -27,12 +27,14 @@ from gateway.config import Settings
 from gateway.delivery import SqlDeliveryLog
 from gateway.outbound.dispatcher import Dispatcher
 from gateway.outbound.queue import MemoryQueue, OutboundQueue, RedisStreamQueue
+from gateway.outbound.tests import workers
 from gateway.state import MemoryState, StateStore
 from gateway.state.redis import RedisState
 from providers.twilio_api import LocalTwilio
 from providers.wechat_api import LocalWeChat
+from tests.stack import REDIS_URL
 
-from .conftest import REDIS_URL, World
+from .conftest import World
 
 SID, TOKEN = "AC" + "0" * 31 + "7", "broadcast-test-token"
 APP_ID, SECRET = "wx00000000bcast001", "broadcast-test-secret"
@@ -71,16 +73,7 @@ class Line:
             status_callback=f"{self.callback_url}/channels/twilio/status",
         )
         wechat = WeChatSender(WeChatApi(APP_ID, SECRET, self.state, self.wechat.url))
-        settings = dict(
-            concurrency=8,
-            max_attempts=3,
-            backoff_base_s=0.05,
-            backoff_max_s=0.2,
-            visibility_ms=5000,
-            block_ms=50,
-            maintenance_s=0.05,
-            stats_log_s=0,
-        )
+        settings = dict(workers.QUICK, concurrency=8, max_attempts=3, visibility_ms=5000)
         settings.update(options)
         return Dispatcher(self.queue, {"sms": sms, "wechat": wechat}, self.deliveries, **settings)
 
@@ -156,21 +149,10 @@ async def line(world: World, redis: bool | None = None, **settings: Any) -> Asyn
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
+    await workers.until(condition, timeout)
 
 
-@contextlib.asynccontextmanager
-async def running(*workers: Any) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
-        yield
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
-        for w in workers:
-            for sender in getattr(w, "senders", {}).values():
-                await sender.close()
+def running(*parts: Any) -> contextlib.AbstractAsyncContextManager[None]:
+    """The runner and dispatchers for the block: up to 15 s to stop, and a worker's own error is left
+    to what the test then finds in the database."""
+    return workers.running(*parts, timeout=15, return_exceptions=True)

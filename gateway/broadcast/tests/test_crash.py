@@ -17,8 +17,9 @@ from gateway.broadcast.runner import FANOUT_DONE, BroadcastRunner
 from gateway.db.models import BroadcastRecipient
 from gateway.outbound.queue import MemoryQueue
 from gateway.state import MemoryState
+from tests.stack import REDIS_URL
 
-from .conftest import REDIS_URL, ListOutbox, Person, World
+from .conftest import ListOutbox, Person, World
 from .harness import Line, line, running, until
 from .test_service import create, reload, rows
 

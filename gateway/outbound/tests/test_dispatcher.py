@@ -4,13 +4,12 @@ the delivery log. Most cases run on both queues; the shared rate limit and the c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from gateway.outbound.dispatcher import Dispatcher
 from gateway.outbound.queue import RedisStreamQueue
 from gateway.outbound.ratelimit import MemoryRateLimiter, RedisRateLimiter, create_limiter
 from gateway.outbound.tests.test_queue_contract import PHONE, REDIS_URL, Backend, msg
+from gateway.outbound.tests.workers import QUICK, running, until
 
 ROOT = Path(__file__).resolve().parents[3]
 OPENID = "oKx7Y5tW3qZ9mN2pL8vR4sT6uV1w"
@@ -86,35 +86,9 @@ class ScriptedSender:
 
 
 def dispatcher(queue, senders, recorder, **options) -> Dispatcher:
-    settings = dict(
-        concurrency=4,
-        backoff_base_s=0.05,
-        backoff_max_s=0.2,
-        visibility_ms=2000,
-        block_ms=50,
-        maintenance_s=0.05,
-        stats_log_s=0,
-    )
+    settings = dict(QUICK, concurrency=4, visibility_ms=2000)
     settings.update(options)
     return Dispatcher(queue, senders, recorder, **settings)
-
-
-@contextlib.asynccontextmanager
-async def running(*dispatchers: Dispatcher) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(d.run()) for d in dispatchers]
-    try:
-        yield
-    finally:
-        for d in dispatchers:
-            d.stop()
-        await asyncio.wait_for(asyncio.gather(*tasks), 5)
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
 
 
 async def drained(queue) -> bool:
