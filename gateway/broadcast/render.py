@@ -11,6 +11,7 @@ from gateway.config import Settings
 
 DEFAULT_TEMPLATE = "citygw_notice"
 REMINDER = "（再次提醒）"
+ACK_PROMPT = "（请回复“收到”确认）"  # parents acknowledge by replying; gateway/schools.py reads it
 
 
 class Content(Protocol):
@@ -20,13 +21,14 @@ class Content(Protocol):
     urgent: bool
 
 
-def sms_text(settings: Settings, title: str, body: str, reminder: bool = False) -> str:
+def sms_text(settings: Settings, title: str, body: str, reminder: bool = False, kind: str = "notice") -> str:
     title_part = f"【{title}】" if title else ""
-    return f"{settings.sms_signature}{title_part}{REMINDER if reminder else ''}{body}"
+    ack = ACK_PROMPT if kind == "school" else ""
+    return f"{settings.sms_signature}{title_part}{REMINDER if reminder else ''}{body}{ack}"
 
 
-def segments(settings: Settings, title: str, body: str) -> int:
-    return segment_count(sms_text(settings, title, body))
+def segments(settings: Settings, title: str, body: str, kind: str = "notice") -> int:
+    return segment_count(sms_text(settings, title, body, kind=kind))
 
 
 def priority(kind: str, urgent: bool) -> str:
@@ -49,10 +51,11 @@ def outgoing(
     common = {"to": address, "ref": ref(recipient_id), "priority": priority(content.kind, content.urgent)}
     if channel == "wechat":
         title = f"{REMINDER}{content.title}" if reminder else content.title
+        body = f"{content.body}{ACK_PROMPT if content.kind == 'school' else ''}"
         template = {
             "template_id": settings.wechat_template_id or DEFAULT_TEMPLATE,
-            "data": {"title": {"value": title}, "content": {"value": content.body}},
+            "data": {"title": {"value": title}, "content": {"value": body}},
         }
-        return Outgoing(channel="wechat", text=f"【{title}】{content.body}", template=template, **common)
-    text = sms_text(settings, content.title, content.body, reminder)
+        return Outgoing(channel="wechat", text=f"【{title}】{body}", template=template, **common)
+    text = sms_text(settings, content.title, content.body, reminder, content.kind)
     return Outgoing(channel="sms", text=text, segments=segment_count(text), **common)

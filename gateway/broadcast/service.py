@@ -218,8 +218,8 @@ async def preview(
     counts = await audiences.counts(db, spec, emergency=kind == "emergency")
     if counts["sms"] + counts["wechat"] == 0:
         raise _nobody(counts)
-    text = render.sms_text(settings, title, body)
-    segments = render.segments(settings, title, body)
+    text = render.sms_text(settings, title, body, kind=kind)
+    segments = render.segments(settings, title, body, kind)
     return {
         "recipients": {"sms": counts["sms"], "wechat": counts["wechat"], "total": counts["sms"] + counts["wechat"]},
         "excluded": {"opted_out": counts["opted_out"], "no_channel": counts["none"]},

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from gateway.broadcast import service
+from gateway.broadcast.render import ACK_PROMPT
 from gateway.db.models import Citizen
 
 from .conftest import Person, World
@@ -76,7 +77,7 @@ async def test_wechat_failure_falls_back_to_sms(world: World):
         assert fell_back.status in ("sent", "delivered") and "微信" in fell_back.error
         assert recorded[wechat_only.id].status == "failed"  # no phone to fall back to
         sms = next(m for m in pipe.twilio.messages if m.to == with_phone.phone)
-        assert sms.body == f"{pipe.settings.sms_signature}【停水通知】{BODY}"
+        assert sms.body == f"{pipe.settings.sms_signature}【停水通知】{BODY}{ACK_PROMPT}"  # parents reply 收到
 
 
 async def test_emergency_overtakes_a_queued_notice(world: World):
