@@ -94,22 +94,14 @@ def cmd_phone(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         async with aiohttp.ClientSession() as http:
             if args.channel == "sms":
-                provider = f"http://127.0.0.1:{settings.local_twilio_port}/_control/messages?limit=100000"
-                seen = await _count(http, provider, "to", args.sender)
+                provider, field = f"http://127.0.0.1:{settings.local_twilio_port}/_control/messages", "to"
                 url = f"{base}/channels/twilio/sms"
                 form, headers = twilio_webhook(
                     url, TWILIO["twilio_auth_token"], args.sender, settings.twilio_from, args.text
                 )
-                async with http.post(url, data=form, headers=headers) as response:
-                    if response.status != 200:
-                        print(f"webhook refused: {response.status} {await response.text()}", file=sys.stderr)
-                        return 1
-                replies = await wait_for_replies(http, provider, "to", args.sender, seen)
-                for reply in replies:
-                    print(f"短信（{reply['segments']}条计费）：{reply['body']}")
+                request = {"url": url, "data": form, "headers": headers}
             else:
-                provider = f"http://127.0.0.1:{settings.local_wechat_port}/_control/messages?limit=100000"
-                seen = await _count(http, provider, "touser", args.sender)
+                provider, field = f"http://127.0.0.1:{settings.local_wechat_port}/_control/messages", "touser"
                 query, body = wechat_webhook(
                     WECHAT["wechat_token"],
                     args.sender,
@@ -117,12 +109,18 @@ def cmd_phone(args: argparse.Namespace, settings: Settings) -> int:
                     aes_key=WECHAT["wechat_aes_key"],
                     app_id=WECHAT["wechat_app_id"],
                 )
-                async with http.post(f"{base}/channels/wechat", params=query, data=body.encode()) as response:
-                    if response.status != 200:
-                        print(f"webhook refused: {response.status} {await response.text()}", file=sys.stderr)
-                        return 1
-                replies = await wait_for_replies(http, provider, "touser", args.sender, seen)
-                for reply in replies:
+                request = {"url": f"{base}/channels/wechat", "params": query, "data": body.encode()}
+            provider += "?limit=100000"
+            seen = await _count(http, provider, field, args.sender)
+            async with http.post(**request) as response:
+                if response.status != 200:
+                    print(f"webhook refused: {response.status} {await response.text()}", file=sys.stderr)
+                    return 1
+            replies = await wait_for_replies(http, provider, field, args.sender, seen)
+            for reply in replies:
+                if args.channel == "sms":
+                    print(f"短信（{reply['segments']}条计费）：{reply['body']}")
+                else:
                     print(f"微信：{reply.get('text') or reply.get('data')}")
             if not replies:
                 print("（还没有回复：Rasa 可能仍在启动）")

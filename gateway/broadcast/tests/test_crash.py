@@ -82,9 +82,8 @@ async def test_resume_after_dying_between_any_two_steps(world: World):
         assert len(await rows(world, notice.id)) == len(members(world))
 
 
+@pytest.mark.parametrize("world", ["postgres"], indirect=True)  # several worker processes: PostgreSQL + Redis
 async def test_a_killed_worker_is_resumed_by_another_after_its_lease(world: World):
-    if world.kind != "postgres":
-        pytest.skip("several worker processes: the PostgreSQL and Redis deployment's")
     async with line(world) as pipe:
         notice = await create(world, audience=audience(world), settings=pipe.settings)
         queue_prefix = pipe.queue_prefix
@@ -124,9 +123,8 @@ async def test_a_killed_worker_is_resumed_by_another_after_its_lease(world: Worl
         assert total == (await reload(world, notice.id)).recipient_total
 
 
+@pytest.mark.parametrize("world", ["sqlite"], indirect=True)  # the in-process queue: the embedded deployment
 async def test_a_restart_without_redis_requeues_what_the_dead_process_held(world: World):
-    if world.kind != "sqlite":
-        pytest.skip("the in-process queue is the embedded (SQLite) deployment's")
     async with line(world, broadcast_batch=4) as pipe:
         assert isinstance(pipe.queue, MemoryQueue)
         notice = await create(world, audience=audience(world), settings=pipe.settings)
