@@ -101,7 +101,11 @@ async def provider_counts(twilio_url: str, wechat_url: str) -> Counter:
     return counts
 
 
-async def run_broadcast(url: str, settings: Settings, env: dict, log: Path, kills: int) -> dict:
+def start_workers(count: int, env: dict, log: Path) -> list[subprocess.Popen]:
+    return [spawn(["-m", "gateway.cli", "worker"], env, log) for _ in range(count)]
+
+
+async def run_broadcast(url: str, settings: Settings, env: dict, log: Path, kills: int, workers: int) -> dict:
     engine = async_engine(url)
     sessions = session_factory(engine)
     async with sessions() as db:
@@ -118,14 +122,14 @@ async def run_broadcast(url: str, settings: Settings, env: dict, log: Path, kill
             idempotency_key=uuid.uuid4().hex,
         )
         broadcast_id = broadcast.id
-    worker = spawn(["-m", "gateway.cli", "worker"], env, log)
+    running = start_workers(workers, env, log)
     start = time.perf_counter()
     async with sessions() as db:
         await service.approve(db, approver, broadcast_id)
     peak, killed_at, total = 0.0, [], None
     while True:
         await asyncio.sleep(0.5)
-        peak = max(peak, rss_peak_mib(worker.pid))
+        peak = max(peak, *(rss_peak_mib(worker.pid) for worker in running))
         async with sessions() as db:
             b = await db.get(Broadcast, broadcast_id)
             await db.refresh(b)
@@ -141,14 +145,17 @@ async def run_broadcast(url: str, settings: Settings, env: dict, log: Path, kill
             break
         fraction = done / max(total or 1, 1)
         if len(killed_at) < kills and total and fraction > (len(killed_at) + 1) / (kills + 1):
-            worker.kill()  # SIGKILL: no clean-up, pending entries stay in the stream
-            worker.wait()
+            for worker in running:
+                worker.kill()  # SIGKILL: no clean-up, pending entries stay in the stream
+                worker.wait()
             killed_at.append(round(fraction * 100))
-            worker = spawn(["-m", "gateway.cli", "worker"], env, log)
+            running = start_workers(workers, env, log)
     elapsed = time.perf_counter() - start
-    peak = max(peak, rss_peak_mib(worker.pid))
-    worker.send_signal(signal.SIGTERM)
-    worker.wait(60)
+    peak = max(peak, *(rss_peak_mib(worker.pid) for worker in running))
+    for worker in running:
+        worker.send_signal(signal.SIGTERM)
+    for worker in running:
+        worker.wait(60)
     async with sessions() as db:
         rows = (
             await db.exec(
@@ -246,8 +253,9 @@ async def main(args: argparse.Namespace) -> None:
             await wait_http(f"{wechat_url}/_control/state")
             settings = Settings(database_url=url, redis_url=REDIS_URL, queue_prefix=prefix)
             rows = []
-            for label, kills in [("clean run", 0), ("worker killed twice", 2)]:
-                result = await run_broadcast(url, settings, env, directory / "worker.log", kills)
+            runs = [("clean run", 0), ("workers killed twice", 2)][: 1 if args.clean_only else 2]
+            for label, kills in runs:
+                result = await run_broadcast(url, settings, env, directory / "worker.log", kills, args.workers)
                 rows.append(report(label, result, await provider_counts(twilio_url, wechat_url)))
             raw = await raw_redis_baseline(
                 rows[0][1],
@@ -266,8 +274,8 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         drop_database(url)
     print(
-        f"\nEmergency broadcast to all residents ({os.cpu_count()} cores; PostgreSQL + Redis; one worker process,"
-        f" dispatch concurrency {args.concurrency}; provider rate limit lifted)"
+        f"\nEmergency broadcast to all residents ({os.cpu_count()} cores; PostgreSQL + Redis; {args.workers} worker process(es),"
+        f" dispatch concurrency {args.concurrency} each; provider rate limit lifted)"
     )
     print(f"seeding {args.residents:,} residents: {seeded:.0f} s")
     print(
@@ -288,5 +296,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--residents", type=int, default=250_000)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=64, help="sends in flight per worker process")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--clean-only", action="store_true", help="skip the run with killed workers")
     asyncio.run(main(parser.parse_args()))

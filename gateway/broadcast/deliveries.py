@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import Outgoing, SendResult, StatusUpdate
 from gateway.broadcast import render
 from gateway.config import Settings
+from gateway.db.batch import Batch
 from gateway.db.models import Broadcast, BroadcastRecipient, ChannelIdentity, Citizen, utcnow
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,23 @@ OPTED_OUT_CODE = "21610"  # Twilio: the recipient stopped us at the carrier (STO
 # Reports arrive in any order; a late "sent" must not overwrite "delivered".
 RANK = {"queued": 0, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4}
 FELL_BACK = "微信未送达，已改发短信"  # kept on the row after the SMS goes, so staff see why it was SMS
+
+_recipients = BroadcastRecipient.__table__
+# One row per sent message, executed for a whole batch at once. A status callback quick enough to
+# arrive first has already said "delivered": that row keeps it. The fallback note stays on the row.
+SENT = (
+    update(_recipients)
+    .where(_recipients.c.id == bindparam("b_id"), _recipients.c.status != "delivered")
+    .values(
+        status="sent",
+        provider_id=bindparam("b_provider"),
+        channel=bindparam("b_channel"),
+        address=bindparam("b_to"),
+        error=case((_recipients.c.error.startswith(FELL_BACK), _recipients.c.error), else_=None),
+        attempts=_recipients.c.attempts + 1,
+        updated_at=bindparam("b_now"),
+    )
+)
 
 
 class RecipientLog:
@@ -35,33 +53,36 @@ class RecipientLog:
         enqueue: Callable[[Outgoing], Awaitable[Any]] | None = None,
     ) -> None:
         self.settings, self.sessions, self.enqueue = settings, sessions, enqueue
+        # the dispatcher asks these once per message, dozens at a time: one statement per batch
+        self._due: Batch[int, bool] = Batch(self._due_many)
+        self._sent: Batch[dict[str, Any], None] = Batch(self._sent_many)
 
     async def should_send(self, recipient_id: int) -> bool:
         """Only a queued recipient of a broadcast that was not cancelled."""
-        async with self.sessions() as db:
-            row = (
-                await db.exec(
-                    select(BroadcastRecipient.status, Broadcast.status)
-                    .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
-                    .where(col(BroadcastRecipient.id) == recipient_id)
-                )
-            ).first()
-        return row is not None and row[0] == "queued" and row[1] != "cancelled"
+        return await self._due.submit(recipient_id)
 
     async def sent(self, recipient_id: int, result: SendResult, message: Outgoing) -> None:
-        # channel and address as sent: a fallback SMS replaces the WeChat message the row was made for;
-        # a status callback quick enough to arrive first has already said "delivered"
-        await self._update(
-            recipient_id,
-            col(BroadcastRecipient.status) != "delivered",
-            status="sent",
-            provider_id=result.provider_id,
-            channel=message.channel,
-            address=message.to,
-            error=case(
-                (col(BroadcastRecipient.error).startswith(FELL_BACK), col(BroadcastRecipient.error)), else_=None
-            ),
+        # channel and address as sent: a fallback SMS replaces the WeChat message the row was made for
+        await self._sent.submit(
+            {"b_id": recipient_id, "b_provider": result.provider_id, "b_channel": message.channel, "b_to": message.to}
         )
+
+    async def _due_many(self, recipient_ids: list[int]) -> list[bool]:
+        async with self.sessions() as db:
+            rows = await db.exec(
+                select(col(BroadcastRecipient.id), col(BroadcastRecipient.status), col(Broadcast.status))
+                .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
+                .where(col(BroadcastRecipient.id).in_(set(recipient_ids)))
+            )
+            due = {rid: status == "queued" and broadcast != "cancelled" for rid, status, broadcast in rows}
+        return [due.get(rid, False) for rid in recipient_ids]
+
+    async def _sent_many(self, rows: list[dict[str, Any]]) -> list[None]:
+        async with self.sessions() as db:
+            connection = await db.connection()
+            await connection.execute(SENT, [{**row, "b_now": utcnow()} for row in rows])
+            await db.commit()
+        return [None] * len(rows)
 
     async def retrying(self, recipient_id: int, attempt: int, reason: str) -> None:
         await self._update(recipient_id, error=f"try {attempt} failed: {reason}"[:255])

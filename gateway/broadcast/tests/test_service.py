@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import col
 
+from channels.base import SendResult
 from channels.sms.segments import segment_count
 from gateway.broadcast import service
 from gateway.broadcast.errors import BroadcastError
@@ -402,6 +404,38 @@ async def test_cancel_mid_way_stops_what_is_not_sent(world: World):
     async with world.sessions() as db:
         assert (await service.cancel(db, world.staff["bob"], notice.id)).status == "cancelled"  # again: no-op
         assert (await service.progress(db, notice.id))["sent"] == 1
+
+
+async def test_many_sends_at_once_are_each_recorded_on_their_own_row(world: World):
+    # the dispatcher asks and records for dozens of messages at a time; they share statements
+    settings = world.settings()
+    notice = await create(world, audience={"type": "communities", "ids": ["c002", "c030"]})
+    outbox = await fan_out(world, notice.id, settings)
+    ids = [int(m.ref.split(":")[1]) for m in outbox.messages]
+    assert len(ids) > 20
+    delivered_early, cancelled_elsewhere = ids[3], ids[7]
+    async with world.sessions() as db:
+        r = BroadcastRecipient
+        await db.exec(update(r).where(col(r.id) == delivered_early).values(status="delivered"))
+        await db.exec(update(r).where(col(r.id) == cancelled_elsewhere).values(status="skipped"))
+        await db.commit()
+    deliveries = SqlDeliveryLog(settings, world.sessions)
+    due = await asyncio.gather(*(deliveries.should_send(m.ref) for m in outbox.messages))
+    assert [rid for rid, yes in zip(ids, due, strict=True) if not yes] == [delivered_early, cancelled_elsewhere]
+    await asyncio.gather(
+        *(
+            deliveries.sent(m.ref, SendResult(provider_id=f"SM{rid}"), m)
+            for rid, m in zip(ids, outbox.messages, strict=True)
+        )
+    )
+    by_id = {row.id: row for row in await rows(world, notice.id)}
+    for rid, message in zip(ids, outbox.messages, strict=True):
+        row = by_id[rid]
+        if rid == delivered_early:  # its delivery report came first: it stays delivered
+            assert row.status == "delivered"
+            continue
+        assert (row.status, row.provider_id, row.address) == ("sent", f"SM{rid}", message.to)
+    assert not any(await asyncio.gather(*(deliveries.should_send(m.ref) for m in outbox.messages)))
 
 
 async def test_a_completed_broadcast_cannot_be_cancelled(world: World):
