@@ -15,9 +15,9 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Outgoing, SendResult, StatusUpdate
+from gateway.batch import Batch
 from gateway.broadcast import render
 from gateway.config import Settings
-from gateway.db.batch import Batch
 from gateway.db.models import Broadcast, BroadcastRecipient, ChannelIdentity, Citizen, utcnow
 
 log = logging.getLogger(__name__)

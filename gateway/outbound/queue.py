@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from channels.base import PRIORITIES, Outgoing
+from gateway.batch import Batch
 from gateway.state.redis import connect
 
 T = TypeVar("T")
@@ -219,6 +220,10 @@ class RedisStreamQueue:
         self._replace = self._redis.register_script(_REPLACE)
         self._touch = self._redis.register_script(_TOUCH)
         self._release = self._redis.register_script(_RELEASE)
+        # every delivery is claimed, released and acked: concurrent sends share a round trip for each
+        self._acks: Batch[Delivery, bool] = Batch(self._ack_many)
+        self._claiming: Batch[tuple[str, str, int], bool] = Batch(self._claim_many)
+        self._releasing: Batch[tuple[str, str], None] = Batch(self._release_many)
 
     @property
     def keys(self) -> list[str]:
@@ -310,10 +315,15 @@ class RedisStreamQueue:
         return woken
 
     async def ack(self, delivery: Delivery) -> bool:
-        stream = self._streams[delivery.priority]
+        return await self._acks.submit(delivery)
+
+    async def _ack_many(self, deliveries: list[Delivery]) -> list[bool]:
         async with self._redis.pipeline(transaction=True) as pipe:
-            acked, _ = await pipe.xack(stream, self.group, delivery.entry_id).xdel(stream, delivery.entry_id).execute()
-        return bool(acked)
+            for delivery in deliveries:
+                stream = self._streams[delivery.priority]
+                pipe.xack(stream, self.group, delivery.entry_id).xdel(stream, delivery.entry_id)
+            replies = await pipe.execute()
+        return [bool(acked) for acked in replies[0::2]]
 
     async def retry_later(self, delivery: Delivery, delay_s: float, attempt: int | None = None) -> bool:
         message = _next_attempt(delivery, attempt)
@@ -383,10 +393,23 @@ class RedisStreamQueue:
         return touched
 
     async def claim_send(self, ref: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._redis.set(self._claims + ref, token, nx=True, px=max(1, int(ttl_ms))))
+        return await self._claiming.submit((ref, token, ttl_ms))
+
+    async def _claim_many(self, claims: list[tuple[str, str, int]]) -> list[bool]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ref, token, ttl_ms in claims:
+                pipe.set(self._claims + ref, token, nx=True, px=max(1, int(ttl_ms)))
+            return [bool(claimed) for claimed in await pipe.execute()]
 
     async def release_send(self, ref: str, token: str) -> None:
-        await self._release(keys=[self._claims + ref], args=[token])
+        await self._releasing.submit((ref, token))
+
+    async def _release_many(self, claims: list[tuple[str, str]]) -> list[None]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ref, token in claims:
+                await self._release(keys=[self._claims + ref], args=[token], client=pipe)
+            await pipe.execute()
+        return [None] * len(claims)
 
     async def depth(self) -> dict[str, dict[str, int]]:
         return await self._regrouping(self._depth)

@@ -1,9 +1,9 @@
-"""Group commit: many concurrent callers, one database round trip.
+"""Group commit: many concurrent callers, one round trip to the database or Redis.
 
-The dispatcher handles dozens of messages at once and each asks the database the same small question
-(is recipient N still due? record that N was sent). Asked one by one, a 250,000-recipient broadcast
-spends most of its time in per-row transactions. A Batch collects what arrives while the previous
-statement runs and sends it as one statement; a caller still waits for its own answer (a send is
+The dispatcher handles dozens of messages at once and each asks the same small things (is recipient
+N still due? record that N was sent; claim, release and ack its queue entry). Asked one by one, a
+250,000-recipient broadcast spends most of its time in per-row round trips. A Batch collects what
+arrives while the previous round trip runs and sends it as one statement or pipeline; a caller still waits for its own answer (a send is
 recorded before its queue entry is acked), and a lone caller goes at once, so nothing waits on a timer.
 """
 

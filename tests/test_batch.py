@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.db.batch import Batch
+from gateway.batch import Batch
 
 
 class Recorder:
