@@ -6,7 +6,10 @@ One step of a fan-out, repeated until the audience is exhausted:
      ON CONFLICT DO NOTHING on (broadcast_id, citizen_id), and the cursor moved — only if it still
      has the value read (a conditional UPDATE: two workers can never both advance it);
   2. after the commit: queued recipients with id > enqueued_upto handed to the outbound queue in one
-     add_many, then enqueued_upto moved (again conditionally).
+     add_many, then enqueued_upto moved (again conditionally) — only while the queue of the
+     broadcast's priority holds fewer than `backlog` messages. The rows run ahead; the queue stays
+     short, so quiet hours and a cancel stop a notice within seconds of sending (not after everything
+     already queued) and Redis holds at most the window, not the audience.
 A crash between any two of these leaves a state the next worker finishes: rows not committed are
 made again, rows committed but not queued are queued, rows queued twice are dropped by the dispatcher
 (should_send, then a per-ref send claim). A lease in the shared state keeps a second worker from doing
@@ -69,12 +72,16 @@ class BroadcastRunner:
         batch: int | None = None,
         max_active: int = 4,
         idle_s: float = 2.0,
+        backlog: int | None = None,
     ) -> None:
         self.settings, self.sessions, self.state, self.outbox = settings, sessions, state, outbox
         # An in-process queue dies with its process: a broadcast resumed here is re-enqueued in full.
         self.durable_queue = durable_queue
         self.poll_s, self.lease_s, self.max_active = poll_s, lease_s, max(1, max_active)
         self.batch = max(1, batch or settings.broadcast_batch)
+        # Messages allowed in the queue per priority before the fan-out waits for the dispatcher: with
+        # the default batch, 20,000 ≈ 40 s of sending at bench/broadcast's rate, refilled every idle_s.
+        self.backlog = max(1, backlog or 10 * self.batch)
         # a broadcast whose fan-out is done waits for the dispatcher: look at it every idle_s only
         self.idle_s = idle_s
         self._resting: dict[int, float] = {}  # broadcast id → loop time of its next look
@@ -253,7 +260,11 @@ class BroadcastRunner:
         return bool(rows)
 
     async def _enqueue_step(self, broadcast_id: int, content: Content) -> int:
-        """Queued recipients past enqueued_upto to the dispatcher; returns how many."""
+        """Queued recipients past enqueued_upto to the dispatcher, as many as the backlog window has
+        room for; returns how many."""
+        room = await self._room(render.priority(content.kind, content.urgent))
+        if room <= 0:
+            return 0
         async with self.sessions() as db:
             b = (
                 await db.exec(
@@ -262,7 +273,7 @@ class BroadcastRunner:
             ).one()
             if b.status != "sending":
                 return 0
-            rows = await self._queued(db, broadcast_id, b.enqueued_upto)
+            rows = await self._queued(db, broadcast_id, b.enqueued_upto, limit=min(room, self.batch))
         if not rows:
             return 0
         await self.outbox.add_many([self._message(content, row) for row in rows])
@@ -275,13 +286,19 @@ class BroadcastRunner:
             await db.commit()
         return len(rows)
 
-    async def _queued(self, db: AsyncSession, broadcast_id: int, after: int, upto: int | None = None) -> list[Any]:
+    async def _room(self, priority: str) -> int:
+        depth = (await self.outbox.depth())[priority]
+        return self.backlog - depth["ready"] - depth["pending"]
+
+    async def _queued(
+        self, db: AsyncSession, broadcast_id: int, after: int, upto: int | None = None, limit: int | None = None
+    ) -> list[Any]:
         r = BroadcastRecipient
         query = (
             select(r.id, r.channel, r.address, r.reminded_at)
             .where(col(r.broadcast_id) == broadcast_id, col(r.id) > after, col(r.status) == "queued")
             .order_by(col(r.id))
-            .limit(self.batch)
+            .limit(limit or self.batch)
         )
         if upto is not None:
             query = query.where(col(r.id) <= upto)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import Outgoing
+from channels.base import PRIORITIES, Outgoing
 from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory, sync_engine
 from gateway.db.models import (
@@ -253,6 +253,12 @@ class ListOutbox:
 
     def __init__(self) -> None:
         self.messages: list[Outgoing] = []
+def drained() -> dict[str, dict[str, int]]:
+    """The depth of a test outbox: what was added counts as sent at once, so the fan-out's backlog
+    window never holds it back."""
+    return {p: {"ready": 0, "pending": 0, "delayed": 0} for p in PRIORITIES}
+
+
 
     async def add(self, message: Outgoing) -> str:
         self.messages.append(message)
@@ -268,4 +274,7 @@ class ListOutbox:
 
 
 def key() -> str:
+    async def depth(self) -> dict[str, dict[str, int]]:
+        return drained()
+
     return uuid.uuid4().hex

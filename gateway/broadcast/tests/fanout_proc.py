@@ -42,6 +42,9 @@ class ReportingOutbox:
         say(f"ENQUEUED {added}")
         return added
 
+    async def depth(self) -> dict[str, dict[str, int]]:
+        return await self.queue.depth()
+
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
@@ -70,6 +73,7 @@ async def main() -> None:
         batch=args.batch,
         lease_s=args.lease_s,
         poll_s=0.1,
+        backlog=10**9,  # nothing dispatches here: the whole audience stays in the queue to be counted
     )
     say("READY")
     await runner.run()

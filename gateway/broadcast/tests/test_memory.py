@@ -19,7 +19,7 @@ from gateway.db.engine import async_engine, session_factory, sync_engine
 from gateway.db.models import Citizen, Community, District, StaffUser
 from gateway.state import MemoryState
 
-from .conftest import FIXED_NOW, create_database, key
+from .conftest import FIXED_NOW, create_database, drained, key
 
 SMALL, LARGE = 1_000, 10_000
 
@@ -38,6 +38,9 @@ class CountingOutbox:
         n = sum(1 for _ in messages)
         self.count += n
         return n
+
+    async def depth(self) -> dict[str, dict[str, int]]:
+        return drained()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -19,6 +19,7 @@ from gateway.broadcast.quiet import in_quiet_hours
 from gateway.broadcast.runner import FANOUT_DONE, BroadcastRunner
 from gateway.db.models import Broadcast, BroadcastRecipient, Citizen
 from gateway.delivery import SqlDeliveryLog
+from gateway.outbound.queue import MemoryQueue
 from gateway.state import MemoryState
 
 from .conftest import DISTRICTS, EMPTY_COMMUNITY, ListOutbox, World, key
@@ -341,6 +342,39 @@ async def test_fan_out_records_everyone_and_queues_the_reachable(world: World):
 
 
 async def test_opted_out_citizens_get_emergencies_but_not_notices(world: World):
+async def test_the_queue_holds_a_window_of_the_audience_so_quiet_hours_stop_a_notice_within_it(world: World):
+    day = world.settings(broadcast_batch=20)
+    notice = await create(world, settings=day)
+    queue = MemoryQueue()
+    runner = BroadcastRunner(day, world.sessions, MemoryState(), queue, backlog=50, idle_s=0)
+    await runner.run_broadcast(notice.id)
+    broadcast = await reload(world, notice.id)
+    assert broadcast.fanout_cursor == FANOUT_DONE  # every recipient row is made …
+    assert (await queue.depth())["bulk"]["ready"] == 50  # … but only the window is queued
+
+    async def dispatch(count: int) -> list[str]:
+        taken = await queue.read("test", count)
+        for delivery in taken:
+            await queue.ack(delivery)
+        return [d.message.ref for d in taken]
+
+    sent = await dispatch(30)
+    await runner.run_broadcast(notice.id)  # the dispatcher made room: refilled to the window
+    assert (await queue.depth())["bulk"]["ready"] == 50
+    sent += await dispatch(50)
+    night = world.settings(broadcast_batch=20, fixed_now="2026-11-25T22:00:00")
+    quiet = BroadcastRunner(night, world.sessions, MemoryState(), queue, backlog=50, idle_s=0)
+    assert await quiet.run_broadcast(notice.id) and (await queue.depth())["bulk"]["ready"] == 0  # paused
+    await runner.run_broadcast(notice.id)
+    while batch := await dispatch(50):
+        sent += batch
+        await runner.run_broadcast(notice.id)
+    want = world.expected(False)
+    assert len(sent) == len(set(sent)) == want["sms"] + want["wechat"]
+    async with world.sessions() as db:
+        await service.cancel(db, world.staff["bob"], notice.id)
+
+
     opted_out = [p for p in world.people if p.opted_out and p.district == "dushanzi"]
     audience = {"type": "districts", "ids": ["dushanzi"]}
     notice = await create(world, audience=audience)
