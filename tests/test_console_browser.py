@@ -449,6 +449,7 @@ async def test_emergency_broadcast_from_compose_to_delivery(browser: Browser, wo
             await expect(approver.locator("#flash")).to_contain_text("已审批")
             await expect(approver.locator("#approve")).to_have_count(0)
             await expect(approver.locator(".status[data-status=pending_approval]")).to_have_count(0)
+            await expect(approver.locator("dl.facts")).to_contain_text("测试broadcaster")  # colleagues by name
 
         # The author's page follows it by itself: every resident reached but the two Twilio refused.
         total = expected["total"]
@@ -464,6 +465,7 @@ async def test_emergency_broadcast_from_compose_to_delivery(browser: Browser, wo
             timeout=DELIVERY_TIMEOUT_MS,
         )
         await expect(author.locator(".status[data-status=completed]")).to_be_visible()
+        await expect(author.locator("dl.facts")).to_contain_text("测试approver")
         await expect(author.locator("#cancel")).to_have_count(0)
         await author.get_by_label("状态").select_option(label="失败/未送达")
         await expect(author.locator("#recipients-table tbody tr")).to_have_count(FAILING)

@@ -459,7 +459,10 @@ class StaffApi:
     async def broadcast(self, ctx: Ctx) -> web.Response:
         broadcast = await self._city_broadcast(ctx)
         progress = await engine.progress(ctx.db, broadcast.id)
-        return out(s.BroadcastDetailOut, broadcast=_broadcast(broadcast), progress=progress)
+        ids = {broadcast.created_by, broadcast.approved_by} - {None}
+        names = await ctx.db.exec(select(StaffUser.id, StaffUser.display_name).where(col(StaffUser.id).in_(ids)))
+        staff = {str(staff_id): name for staff_id, name in names}
+        return out(s.BroadcastDetailOut, broadcast=_broadcast(broadcast), progress=progress, staff=staff)
 
     async def recipients(self, ctx: Ctx) -> web.Response:
         q: s.RecipientsQuery = ctx.query

@@ -318,6 +318,7 @@ class BroadcastDetailOut(BaseModel):
     broadcast: BroadcastOut
     progress: ProgressOut
 
+    staff: dict[str, str] = {}  # display names of the creator and approver, by staff id
 
 class RecipientsOut(BaseModel):
     recipients: list[RecipientOut]

@@ -1163,8 +1163,9 @@
 
     const staffName = (staffId) => {
       if (!staffId) return "—";
+    let names = {};  // staff id → display name, sent with the broadcast
       if (staffId === me.id) return `${me.display_name || me.username}（本人）`;
-      return `工作人员 #${staffId}`;
+      return names[staffId] || `工作人员 #${staffId}`;
     };
 
     function renderHead(b) {
@@ -1251,6 +1252,7 @@
       const p = data?.progress || {};
       last = { broadcast: b, progress: p };
       const key = JSON.stringify([b.status, p]);
+      names = data?.staff || names;
       renderHead(b);
       renderMeta(b);
       renderActions(b, p);
