@@ -16,6 +16,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.twilio.handler import TwilioChannel
 from channels.webchat.handler import WebChatChannel
+from channels.webpush.handler import WebPushChannel
+from channels.webpush.vapid import load_private_key, public_key_b64
 from channels.wechat.handler import WeChatChannel
 from gateway import conversations
 from gateway.bridge import CircuitBreaker, RasaBridge
@@ -25,6 +27,7 @@ from gateway.messaging import Messaging
 from gateway.pipeline import MessagePipeline
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
+from gateway.webpush import SqlPushSubscriptions
 from intents.zh import normalize_text
 
 log = logging.getLogger(__name__)
@@ -107,6 +110,8 @@ async def _resources(app: web.Application):
 
         app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(c.pipeline))
         app.router.add_routes(staff_routes(settings, c.sessions, c.state))
+        if (push := webpush_channel(settings, c.sessions)) is not None:
+            app.router.add_routes(push.routes())
         intake = c.messaging.intake
         if settings.twilio_auth_token:
             app.router.add_routes(TwilioChannel(settings.twilio_auth_token, intake, settings.public_base_url).routes())
@@ -121,6 +126,20 @@ async def _resources(app: web.Application):
         app[ENGINE], app[STATE], app[BRIDGE], app[PIPELINE] = c.engine, c.state, c.bridge, c.pipeline
         app[MESSAGING] = c.messaging
         yield
+
+
+def webpush_channel(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> WebPushChannel | None:
+    """The web chat page's subscribe endpoint with the public half of the VAPID key; None when web push is off."""
+    if settings.webpush_vapid_private_key and not settings.webpush_vapid_subject:
+        log.warning("web push is off: CITYGW_WEBPUSH_VAPID_SUBJECT (a mailto: or https: contact) is not set")
+    if not (settings.webpush_enabled and settings.webpush_vapid_private_key):
+        return None
+    return WebPushChannel(
+        SqlPushSubscriptions(sessions),
+        public_key_b64(load_private_key(settings.webpush_vapid_private_key)),
+        insecure_origins=settings.webpush_insecure_origins,
+        push_hosts=settings.webpush_hosts,
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -56,10 +56,21 @@ class Settings(BaseSettings):
     wechat_template_id: str | None = None  # the notice template used outside the 48-hour window
     wechat_rate: float = 50.0
 
+    # Web push (RFC 8030/8291/8292) to browsers subscribed from web chat: off without a VAPID key.
+    # Without one, `run` generates and keeps a key under var/ and starts the local push service.
+    webpush_vapid_private_key: str | None = None  # PEM, or the raw 32-byte key in base64url
+    webpush_vapid_subject: str | None = None  # mailto: or https: contact the push services may use
+    webpush_ttl_s: int = 24 * 3600  # how long a push service keeps a message for an offline browser
+    webpush_rate: float = 100.0  # messages per second to the push services, shared by all workers
+    # Push services whose endpoints are accepted (subdomains too), comma-separated; "*" accepts any https host.
+    webpush_push_hosts: str = "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com"
+    webpush_local_origin: str | None = None  # http://host:port of a local push service (providers/) also accepted
+
     # `run` starts local provider servers for providers without credentials (the demo).
     local_providers: bool = True
     local_twilio_port: int = 8181
     local_wechat_port: int = 8182
+    local_webpush_port: int = 8183
 
     # Broadcasts: ordinary notices wait out quiet hours (city local time); emergencies do not.
     quiet_hours: str = "22:00-07:00"
@@ -78,6 +89,20 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "citygw")
     python310: str | None = None
     fixed_now: str | None = None  # ISO local time, e.g. 2026-11-25T10:00:00; pins the clock for demos and tests
+
+    @property
+    def webpush_enabled(self) -> bool:
+        return bool(self.webpush_vapid_private_key and self.webpush_vapid_subject)
+
+    @property
+    def webpush_hosts(self) -> tuple[str, ...] | None:
+        """The accepted push service hosts; None when any https host is."""
+        hosts = tuple(h.strip().lower() for h in self.webpush_push_hosts.split(",") if h.strip())
+        return None if "*" in hosts else hosts
+
+    @property
+    def webpush_insecure_origins(self) -> tuple[str, ...]:
+        return (self.webpush_local_origin.rstrip("/"),) if self.webpush_local_origin else ()
 
 
 @lru_cache

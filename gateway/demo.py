@@ -1,5 +1,7 @@
 """The demo's providers: without real Twilio or WeChat credentials, `run` starts the local servers
-that speak their APIs (providers/), and points the gateway at them with demo credentials."""
+that speak their APIs (providers/), and points the gateway at them with demo credentials. Without a
+VAPID key it makes one (kept in var/, so browsers' subscriptions outlive a restart) and starts the local
+push service, whose plain-http endpoints the gateway then accepts next to the real push services'."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from gateway.config import REPO_ROOT, Settings
 from gateway.rasa_env import wait_http
+from gateway.webpush import ensure_vapid_key
 
 TWILIO = {"twilio_account_sid": "AC" + "0" * 31 + "1", "twilio_auth_token": "demo-twilio-auth-token"}
 WECHAT = {
@@ -17,6 +20,8 @@ WECHAT = {
     "wechat_token": "demoWeChatToken",
     "wechat_aes_key": "DemoEncodingAESKey0123456789abcdefghijklmno",  # 43 characters, as WeChat issues
 }
+VAPID_KEY_FILE = REPO_ROOT / "var" / "webpush-vapid.pem"
+VAPID_SUBJECT = "mailto:citygw-demo@localhost"
 
 
 def start_local_providers(settings: Settings, logs: Path) -> tuple[Settings, list[subprocess.Popen]]:
@@ -40,6 +45,15 @@ def start_local_providers(settings: Settings, logs: Path) -> tuple[Settings, lis
         children.append(_start(cmd, logs / "wechat.log"))
         wait_http(f"http://127.0.0.1:{port}/_control/state", 30, children[-1], logs / "wechat.log")
         updates.update(WECHAT, wechat_api_base=f"http://127.0.0.1:{port}")
+    if not settings.webpush_vapid_private_key:
+        port = settings.local_webpush_port
+        children.append(_start(["-m", "providers.webpush_api", "--port", str(port)], logs / "webpush.log"))
+        wait_http(f"http://127.0.0.1:{port}/_control/stats", 30, children[-1], logs / "webpush.log")
+        updates.update(
+            webpush_vapid_private_key=ensure_vapid_key(VAPID_KEY_FILE),
+            webpush_vapid_subject=settings.webpush_vapid_subject or VAPID_SUBJECT,
+            webpush_local_origin=f"http://127.0.0.1:{port}",
+        )
     return settings.model_copy(update=updates), children
 
 

@@ -2,7 +2,7 @@
 workers in-process in the embedded default) and `citygw worker` (more workers, elsewhere).
 
     webhook → Intake (dedupe, inbound stream) → TurnRunner → TurnWorker → pipeline → outbound stream
-    → Dispatcher → Sender (Twilio, WeChat) → provider → status callback → SqlDeliveryLog
+    → Dispatcher → Sender (Twilio, WeChat, web push) → provider → status callback → SqlDeliveryLog
     staff API → broadcast service → BroadcastRunner (fan-out) → outbound stream → Dispatcher → …
 """
 
@@ -16,6 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Sender
 from channels.twilio.sender import TwilioSender
+from channels.webpush.sender import WebPushSender
 from channels.wechat.api import WeChatApi, WeChatSender
 from gateway.binding import Binding
 from gateway.broadcast.runner import BroadcastRunner
@@ -28,14 +29,18 @@ from gateway.outbound.ratelimit import RateLimiter, create_limiter
 from gateway.pipeline import MessagePipeline
 from gateway.state import StateStore
 from gateway.turns import TurnWorker
+from gateway.webpush import SqlPushSubscriptions
 
 
 def public_url(settings: Settings) -> str:
     return (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
-def senders(settings: Settings, state: StateStore) -> dict[str, Sender]:
-    """A sender per configured provider; an unconfigured channel's messages fail as "no sender"."""
+def senders(
+    settings: Settings, state: StateStore, sessions: async_sessionmaker[AsyncSession] | None = None
+) -> dict[str, Sender]:
+    """A sender per configured provider; an unconfigured channel's messages fail as "no sender".
+    Web push needs the database (sessions): its messages name a subscription kept there."""
     out: dict[str, Sender] = {}
     if settings.twilio_account_sid and settings.twilio_auth_token:
         out["sms"] = TwilioSender(
@@ -48,6 +53,9 @@ def senders(settings: Settings, state: StateStore) -> dict[str, Sender]:
     if settings.wechat_app_id and settings.wechat_app_secret:
         api = WeChatApi(settings.wechat_app_id, settings.wechat_app_secret, state, settings.wechat_api_base)
         out["wechat"] = WeChatSender(api)
+    vapid_key, subject = settings.webpush_vapid_private_key, settings.webpush_vapid_subject
+    if vapid_key and subject and sessions is not None:
+        out["webpush"] = WebPushSender(vapid_key, subject, SqlPushSubscriptions(sessions), ttl_s=settings.webpush_ttl_s)
     return out
 
 
@@ -96,14 +104,18 @@ class Messaging:
             deliveries,
             intake,
             worker,
-            senders(settings, state),
+            senders(settings, state, sessions),
             create_limiter(settings.redis_url),
             sessions,
         )
 
     def dispatcher(self, consumer: str | None = None) -> Dispatcher:
         s = self.settings
-        limits = {"sms": (s.sms_rate or None, s.sms_rate_unit), "wechat": (s.wechat_rate or None, "messages")}
+        limits = {
+            "sms": (s.sms_rate or None, s.sms_rate_unit),
+            "wechat": (s.wechat_rate or None, "messages"),
+            "webpush": (s.webpush_rate or None, "messages"),
+        }
         return Dispatcher(
             self.outbox,
             self.senders,

@@ -37,13 +37,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hmac
 import json
 import logging
 import os
 import re
-import signal
 import time
 import uuid
 from collections import Counter, deque
@@ -57,6 +55,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from channels.sms.segments import segment_count
+from providers.local import serve
 
 log = logging.getLogger(__name__)
 
@@ -641,14 +640,7 @@ class LocalTwilio:
 async def _serve(args: argparse.Namespace) -> None:
     server = LocalTwilio(args.account_sid, args.auth_token, port=args.port)
     server.configure(latency_ms=args.latency_ms, delivery=args.delivery, callback_delay_ms=args.callback_delay_ms)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):  # not on every platform
-            loop.add_signal_handler(signum, stop.set)
-    async with server:
-        print(server.url, flush=True)  # the first line of output: a parent process reads it
-        await stop.wait()
+    await serve(server)  # prints the URL first: a parent process reads it
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,6 @@ import copy
 import json
 import re
 import secrets
-import signal
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -36,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from providers.local import LocalServer, serve
 
 ERRMSG = {
     -1: "system error",
@@ -182,7 +183,7 @@ def _check_action(button: dict[str, Any], *, sub: bool) -> None:
         raise ApiError(40024 if sub else 40017)
 
 
-class LocalWeChat:
+class LocalWeChat(LocalServer):
     """The server and its state. Use `async with LocalWeChat(app_id, secret) as server:` in tests, or
     `python -m providers.wechat_api` as a process. `templates=None` accepts any template id; a
     collection restricts them (others answer 40037)."""
@@ -202,7 +203,6 @@ class LocalWeChat:
         self.templates: set[str] | None = None if templates is None else set(templates)
         self.latency_ms = latency_ms
         self.app = self._make_app()
-        self._runner: web.AppRunner | None = None
         self.reset()
 
     # --- state and in-process control -------------------------------------------------------------
@@ -262,33 +262,6 @@ class LocalWeChat:
             "latency_ms": self.latency_ms,
             "menu": self.menu,
         }
-
-    # --- lifecycle ---------------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> LocalWeChat:
-        # No access log: it would print every access_token in the query string, and slow benchmarks.
-        # handler_cancellation: a client that gave up (timeout tests) must not keep a slow handler alive.
-        self._runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> LocalWeChat:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # --- HTTP --------------------------------------------------------------------------------------
 
@@ -487,25 +460,8 @@ class LocalWeChat:
 
     # --- control endpoints (JSON; 400 on bad input) ------------------------------------------------
 
-    @staticmethod
-    async def _control_body(request: web.Request) -> Any:
-        try:
-            return await request.json() if request.can_read_body else {}
-        except ValueError:
-            raise web.HTTPBadRequest(text="body must be JSON") from None
-
     async def _c_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
-
-    async def _c_messages(self, request: web.Request) -> web.Response:
-        # Paged so that a benchmark's driver can poll without copying every message each time.
-        try:
-            since = int(request.query.get("since", 0))
-            limit = int(request.query.get("limit", 1000))
-        except ValueError:
-            raise web.HTTPBadRequest(text="since and limit are integers") from None
-        page = self.messages[since : since + limit]
-        return web.json_response({"messages": [m.as_dict() for m in page], "next": since + len(page)})
 
     async def _c_menu(self, request: web.Request) -> web.Response:
         return web.json_response({"menu": self.menu})
@@ -560,17 +516,6 @@ class LocalWeChat:
         return web.json_response({"templates": sorted(self.templates or ())})
 
 
-async def serve(server: LocalWeChat) -> None:
-    """Run until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        print(f"LocalWeChat listening on {server.url}", flush=True)  # the readiness line a parent waits for
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A local WeChat Official Account API (127.0.0.1 only).")
     parser.add_argument("--port", type=int, default=8182)
@@ -589,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
         latency_ms=args.latency_ms,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(server))
+        asyncio.run(serve(server, "LocalWeChat listening on {url}"))  # the readiness line a parent waits for
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ import asyncio
 import contextvars
 import logging
 import re
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -25,6 +23,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from channels.base import Outgoing, SendError, SendResult
+from channels.http import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +47,6 @@ async def _on_request_end(session: aiohttp.ClientSession, context: Any, params: 
     box = _response_headers.get()
     if box is not None and "Retry-After" in params.response.headers:
         box["Retry-After"] = params.response.headers["Retry-After"]
-
-
-def _retry_after_s(value: str | None) -> float | None:
-    """Retry-After is either seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 def _scrub(text: str, number: str) -> str:
@@ -140,10 +125,10 @@ class TwilioSender:
             async with asyncio.timeout(self.timeout_s):
                 created = await client.messages.create_async(**kwargs)
         except TwilioRestException as exc:
-            error = classify(exc.status, exc.code, exc.msg, message.to, _retry_after_s(headers.get("Retry-After")))
+            error = classify(exc.status, exc.code, exc.msg, message.to, retry_after_s(headers.get("Retry-After")))
             raise self._failed(message, error) from None
         except TwilioServiceException as exc:  # the newer RFC 9457 error shape
-            error = classify(exc.status, exc.code, exc.title, message.to, _retry_after_s(headers.get("Retry-After")))
+            error = classify(exc.status, exc.code, exc.title, message.to, retry_after_s(headers.get("Retry-After")))
             raise self._failed(message, error) from None
         except TimeoutError:
             raise self._failed(

@@ -58,6 +58,7 @@ class WebChatChannel:
         self.handler = handler
         return [
             web.get("/", self.page),
+            web.get("/sw.js", self.service_worker),
             web.static("/static/webchat", STATIC),
             web.get("/ws/webchat", self.websocket),
             web.post("/api/webchat/messages", self.rest_message),
@@ -69,6 +70,11 @@ class WebChatChannel:
 
     async def page(self, _request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def service_worker(self, _request: web.Request) -> web.FileResponse:
+        # At the root so that its scope covers the page; no-cache so that browsers see a new version.
+        headers = {"Cache-Control": "no-cache", "Content-Type": "text/javascript; charset=utf-8"}
+        return web.FileResponse(STATIC / "sw.js", headers=headers)
 
     # --- REST -------------------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 filter on citizens; one CASE expression picks each citizen's channel, and the same expression serves
 the preview's counts and the fan-out's pages, so the two can never disagree.
 
-Channel per citizen: WeChat (template message) when they prefer it and have a WeChat identity; else
-SMS to their phone (their own, or the number they texted from), unless they opted out and this is not
-an emergency; else WeChat if they have it; else nobody ("opted_out" or "none": recorded as skipped)."""
+Channel per citizen: WeChat (template message) when they prefer it and have a WeChat identity; web
+push when they prefer it (they subscribed from web chat) and have a live subscription; else SMS to their
+phone (their own, or the number they texted from), unless they opted out and this is not an emergency;
+else WeChat if they have it; else web push if they have it; else nobody ("opted_out" or "none":
+recorded as skipped). A web push recipient's address is their newest live subscription's id."""
 
 from __future__ import annotations
 
@@ -13,7 +15,23 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, case, exists, func, literal, not_, null, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -31,11 +49,12 @@ from gateway.db.models import (
     SchoolClass,
     Student,
     Subscription,
+    WebPushSubscription,
 )
 
 AREA_TYPES = ("all", "districts", "communities", "topics", "list")
 SCHOOL_TYPES = ("school", "grade", "classes")
-REACHABLE = ("sms", "wechat")
+REACHABLE = ("sms", "wechat", "webpush")
 MAX_IDS = 500
 
 
@@ -235,6 +254,17 @@ def _identity(channel: str) -> Any:
     )
 
 
+def _push_subscription() -> Any:
+    # the newest live subscription: the browser the citizen subscribed from last (one per citizen)
+    push = aliased(WebPushSubscription)
+    return (
+        select(func.max(push.id))
+        .where(push.citizen_id == Citizen.id, push.gone_at.is_(None))
+        .correlate(Citizen)
+        .scalar_subquery()
+    )
+
+
 def _student(audience: Audience) -> Any:
     if audience.type not in SCHOOL_TYPES:
         return null()
@@ -258,6 +288,7 @@ def _base(audience: Audience, after: int | None = None, limit: int | None = None
         col(Citizen.sms_opted_out).label("opted_out"),
         col(Citizen.preferred_channel).label("preferred"),
         _identity("wechat").label("openid"),
+        _push_subscription().label("push"),
         _student(audience).label("student_id"),
     ).where(_filter(audience))
     if after is not None:
@@ -270,31 +301,38 @@ def _choice(base: Any, emergency: bool) -> tuple[Any, Any]:
     """(channel, address) CASE expressions over _base's columns; see the module docstring."""
     c = base.c
     prefers_wechat = and_(c.preferred == "wechat", c.openid.is_not(None))
+    prefers_push = and_(c.preferred == "webpush", c.push.is_not(None))
     sms_ok = c.phone.is_not(None) if emergency else and_(c.phone.is_not(None), not_(c.opted_out))
     has_wechat = c.openid.is_not(None)
+    has_push = c.push.is_not(None)
+    subscription = cast(c.push, String)
     channel = case(
         (prefers_wechat, literal("wechat")),
+        (prefers_push, literal("webpush")),
         (sms_ok, literal("sms")),
         (has_wechat, literal("wechat")),
+        (has_push, literal("webpush")),
         (c.phone.is_not(None), literal("opted_out")),
         else_=literal("none"),
     )
     address = case(
         (prefers_wechat, c.openid),
+        (prefers_push, subscription),
         (sms_ok, c.phone),
         (has_wechat, c.openid),
+        (has_push, subscription),
         else_=func.coalesce(c.phone, literal("")),
     )
     return channel, address
 
 
 async def counts(db: AsyncSession, audience: Audience, emergency: bool) -> dict[str, int]:
-    """Citizens per outcome: sms, wechat, opted_out, none. Listed numbers that are nobody's yet count
-    as SMS (they become citizens when the broadcast is created)."""
+    """Citizens per outcome: sms, wechat, webpush, opted_out, none. Listed numbers that are nobody's yet
+    count as SMS (they become citizens when the broadcast is created)."""
     base = _base(audience)
     channel, _ = _choice(base, emergency)
     rows = (await db.exec(select(channel, func.count()).select_from(base).group_by(channel))).all()
-    out = {"sms": 0, "wechat": 0, "opted_out": 0, "none": 0}
+    out = {"sms": 0, "wechat": 0, "webpush": 0, "opted_out": 0, "none": 0}
     out.update({name: int(n) for name, n in rows})
     if audience.type == "list":
         out["sms"] += len(audience.phones) - len(await _known_phones(db, audience.phones))

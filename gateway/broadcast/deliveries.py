@@ -1,7 +1,8 @@
 """The delivery log of broadcast messages (refs "recipient:<id>"), used by gateway.delivery's
 SqlDeliveryLog: whether a recipient is still due, what the provider said, and the SMS that replaces a
-WeChat message which failed for good (the user unfollowed, a bad openid, retries spent, the 48-hour
-window), when the citizen has a phone and may get an SMS (not opted out, unless it is an emergency)."""
+WeChat or web push message which failed for good (the user unfollowed, a bad openid, retries spent, the
+48-hour window; a push subscription that expired), when the citizen has a phone and may get an SMS (not
+opted out, unless it is an emergency)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 OPTED_OUT_CODE = "21610"  # Twilio: the recipient stopped us at the carrier (STOP/退订)
 # Reports arrive in any order; a late "sent" must not overwrite "delivered".
 RANK = {"queued": 0, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4}
-FELL_BACK = "微信未送达，已改发短信"  # kept on the row after the SMS goes, so staff see why it was SMS
+FELL_BACK = "已改发短信"  # the note kept on the row after the SMS goes starts so: staff see why it was SMS
+FALLS_BACK = {"wechat": "微信", "webpush": "网页推送"}  # channels whose final failure becomes an SMS
 
 _recipients = BroadcastRecipient.__table__
 # One row per sent message, executed for a whole batch at once. A status callback quick enough to
@@ -92,8 +94,8 @@ class RecipientLog:
             row = await db.get(BroadcastRecipient, recipient_id)
         if row is None:
             return
-        if row.channel == "wechat" and self.enqueue is not None:
-            sms = await self._switch_to_sms(recipient_id, f"{FELL_BACK}（{kind}: {reason}）"[:255])
+        if row.channel in FALLS_BACK and self.enqueue is not None:
+            sms = await self._switch_to_sms(recipient_id, f"{kind}: {reason}")
             if sms is not None:
                 await self.enqueue(sms)
                 return
@@ -103,7 +105,7 @@ class RecipientLog:
 
     async def fallback(self, recipient_id: int) -> Outgoing | None:
         """WeChat answered "window closed": the SMS the dispatcher queues in its place, or None."""
-        return await self._switch_to_sms(recipient_id, f"{FELL_BACK}（window_closed）")
+        return await self._switch_to_sms(recipient_id, "window_closed")
 
     async def status(self, update_: StatusUpdate) -> bool:
         """A provider's status report; False when the provider id is not a broadcast recipient's."""
@@ -135,9 +137,9 @@ class RecipientLog:
             await self._opt_out(citizen_id)
         return True
 
-    async def _switch_to_sms(self, recipient_id: int, note: str) -> Outgoing | None:
-        """Switch a WeChat recipient's row to SMS and return the SMS; None when they have no phone, or
-        opted out of SMS and this is not an emergency, or another copy already switched it."""
+    async def _switch_to_sms(self, recipient_id: int, why: str) -> Outgoing | None:
+        """Switch a WeChat or web push recipient's row to SMS and return the SMS; None when they have no
+        phone, or opted out of SMS and this is not an emergency, or another copy already switched it."""
         async with self.sessions() as db:
             found = (
                 await db.exec(
@@ -162,17 +164,18 @@ class RecipientLog:
                     )
                 ).scalar()
             )
-            if not phone:
+            if not phone or recipient.channel not in FALLS_BACK:
                 return None
+            note = f"{FELL_BACK}：{FALLS_BACK[recipient.channel]}未送达（{why}）"[:255]
             changed = await db.exec(
                 update(BroadcastRecipient)
-                .where(col(BroadcastRecipient.id) == recipient_id, col(BroadcastRecipient.channel) == "wechat")
+                .where(col(BroadcastRecipient.id) == recipient_id, col(BroadcastRecipient.channel) == recipient.channel)
                 .values(channel="sms", address=phone, status="queued", error=note, updated_at=utcnow())
             )
             await db.commit()
         if changed.rowcount != 1:
             return None
-        log.info("recipient:%d: WeChat failed, falling back to SMS", recipient_id)
+        log.info("recipient:%d: %s failed, falling back to SMS", recipient_id, recipient.channel)
         return render.outgoing(
             self.settings, broadcast, recipient_id, "sms", phone, reminder=recipient.reminded_at is not None
         )

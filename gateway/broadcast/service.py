@@ -216,12 +216,13 @@ async def preview(
     title, body = _check_text(title, body)
     spec = await audiences.validate(db, kind, audience, school_id)
     counts = await audiences.counts(db, spec, emergency=kind == "emergency")
-    if counts["sms"] + counts["wechat"] == 0:
+    reached = {channel: counts[channel] for channel in audiences.REACHABLE}
+    if sum(reached.values()) == 0:
         raise _nobody(counts)
     text = render.sms_text(settings, title, body, kind=kind)
     segments = render.segments(settings, title, body, kind)
     return {
-        "recipients": {"sms": counts["sms"], "wechat": counts["wechat"], "total": counts["sms"] + counts["wechat"]},
+        "recipients": {**reached, "total": sum(reached.values())},
         "excluded": {"opted_out": counts["opted_out"], "no_channel": counts["none"]},
         "segments": segments,
         "cost_yuan": round(counts["sms"] * segments * settings.sms_price_yuan, 3),
@@ -233,7 +234,7 @@ async def preview(
 def _nobody(counts: dict[str, int] | None = None) -> BroadcastError:
     why = "可能都已退订短信或没有联系方式"
     if counts and (counts["opted_out"] or counts["none"]):
-        why = f"{counts['opted_out']}人已退订短信，{counts['none']}人没有手机号或微信"
+        why = f"{counts['opted_out']}人已退订短信，{counts['none']}人没有手机号、微信或网页推送"
     return BroadcastError("empty_audience", f"这个范围内没有可以接收的居民（{why}）。")
 
 

@@ -22,7 +22,7 @@ class Citizen(SQLModel, table=True):
     display_name: str | None = Field(default=None, max_length=64)
     community_id: str | None = Field(default=None, foreign_key="community.id", index=True)
     sms_opted_out: bool = False
-    preferred_channel: str = Field(default="sms", max_length=16)  # sms | wechat: where notices go first
+    preferred_channel: str = Field(default="sms", max_length=16)  # sms | wechat | webpush: where notices go first
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -36,6 +36,22 @@ class ChannelIdentity(SQLModel, table=True):
     citizen_id: int = Field(foreign_key="citizen.id", index=True)
     created_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class WebPushSubscription(SQLModel, table=True):
+    """A browser's Web Push subscription, made from the web chat page (RFC 8030): the push service's
+    endpoint for it and the keys its notifications are encrypted for (RFC 8291). The endpoint is a
+    bearer capability: never logged, never shown. A push service's 404/410 sets gone_at for good."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    endpoint: str = Field(unique=True, max_length=1024)
+    p256dh: str = Field(max_length=128)  # the browser's P-256 public key, base64url
+    auth: str = Field(max_length=64)  # the 16-byte auth secret, base64url
+    created_at: datetime = Field(default_factory=utcnow)
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    gone_at: datetime | None = None
 
 
 class Conversation(SQLModel, table=True):

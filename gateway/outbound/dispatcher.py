@@ -60,8 +60,10 @@ def default_consumer() -> str:
 
 
 def _scrub(text: str, message: Outgoing) -> str:
-    # provider error texts often quote the recipient ("The 'To' number +86... is not valid")
-    return text.replace(message.to, mask(message.to)) if message.to else text
+    # provider error texts often quote the recipient ("The 'To' number +86... is not valid"); a short
+    # address is a web push subscription's row id, no personal data, and masking it would mangle
+    # digits elsewhere in the text ("HTTP 410")
+    return text.replace(message.to, mask(message.to)) if len(message.to) >= 6 else text
 
 
 def _where(exc: BaseException) -> str:

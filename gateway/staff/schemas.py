@@ -231,6 +231,7 @@ class AreasOut(BaseModel):
 class CountsOut(BaseModel):
     sms: int
     wechat: int
+    webpush: int
     total: int
 
 
@@ -317,8 +318,8 @@ class BroadcastsOut(BaseModel):
 class BroadcastDetailOut(BaseModel):
     broadcast: BroadcastOut
     progress: ProgressOut
-
     staff: dict[str, str] = {}  # display names of the creator and approver, by staff id
+
 
 class RecipientsOut(BaseModel):
     recipients: list[RecipientOut]

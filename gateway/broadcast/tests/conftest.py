@@ -57,6 +57,7 @@ class Person:
     preferred: str = "sms"
     opted_out: bool = False
     topics: tuple[str, ...] = ()
+    push: str | None = None  # a live web push subscription's id (the fixture makes none)
 
     @property
     def district(self) -> str:
@@ -67,10 +68,14 @@ class Person:
         phone = self.phone or self.texted_from
         if self.preferred == "wechat" and self.openid:
             return "wechat", self.openid
+        if self.preferred == "webpush" and self.push:
+            return "webpush", self.push
         if phone and (emergency or not self.opted_out):
             return "sms", phone
         if self.openid:
             return "wechat", self.openid
+        if self.push:
+            return "webpush", self.push
         return ("opted_out", phone) if phone else ("none", "")
 
 
@@ -98,7 +103,7 @@ class World:
         return Settings(_env_file=None, **values)
 
     def expected(self, emergency: bool, who: Callable[[Person], bool] = lambda p: True) -> dict[str, int]:
-        out = {"sms": 0, "wechat": 0, "opted_out": 0, "none": 0}
+        out = {"sms": 0, "wechat": 0, "webpush": 0, "opted_out": 0, "none": 0}
         for person in self.people:
             if who(person):
                 out[person.channel(emergency)[0]] += 1
@@ -248,17 +253,17 @@ async def world(request, tmp_path_factory, population: int) -> AsyncIterator[Wor
         yield w
 
 
-class ListOutbox:
-    """An outbound queue that only records what was added (for fan-out tests without a dispatcher)."""
-
-    def __init__(self) -> None:
-        self.messages: list[Outgoing] = []
 def drained() -> dict[str, dict[str, int]]:
     """The depth of a test outbox: what was added counts as sent at once, so the fan-out's backlog
     window never holds it back."""
     return {p: {"ready": 0, "pending": 0, "delayed": 0} for p in PRIORITIES}
 
 
+class ListOutbox:
+    """An outbound queue that only records what was added (for fan-out tests without a dispatcher)."""
+
+    def __init__(self) -> None:
+        self.messages: list[Outgoing] = []
 
     async def add(self, message: Outgoing) -> str:
         self.messages.append(message)
@@ -269,12 +274,12 @@ def drained() -> dict[str, dict[str, int]]:
         self.messages.extend(batch)
         return len(batch)
 
+    async def depth(self) -> dict[str, dict[str, int]]:
+        return drained()
+
     async def close(self) -> None:
         return None
 
 
 def key() -> str:
-    async def depth(self) -> dict[str, dict[str, int]]:
-        return drained()
-
     return uuid.uuid4().hex

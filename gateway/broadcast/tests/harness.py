@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from channels.base import StatusUpdate
+from channels.base import Sender, StatusUpdate
 from channels.twilio.handler import TwilioChannel
 from channels.twilio.sender import TwilioSender
 from channels.wechat.api import WeChatApi, WeChatSender
@@ -64,7 +64,8 @@ class Line:
     deliveries: SqlDeliveryLog
     runner: BroadcastRunner
 
-    def dispatcher(self, **options: Any) -> Dispatcher:
+    def dispatcher(self, senders: dict[str, Sender] | None = None, **options: Any) -> Dispatcher:
+        """Twilio and WeChat senders pointed at the local servers, and any others given (web push)."""
         sms = TwilioSender(
             SID,
             TOKEN,
@@ -75,7 +76,7 @@ class Line:
         wechat = WeChatSender(WeChatApi(APP_ID, SECRET, self.state, self.wechat.url))
         settings = dict(workers.QUICK, concurrency=8, max_attempts=3, visibility_ms=5000)
         settings.update(options)
-        return Dispatcher(self.queue, {"sms": sms, "wechat": wechat}, self.deliveries, **settings)
+        return Dispatcher(self.queue, {"sms": sms, "wechat": wechat, **(senders or {})}, self.deliveries, **settings)
 
     callback_url: str = ""
     queue_prefix: str = ""

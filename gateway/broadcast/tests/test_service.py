@@ -103,7 +103,8 @@ async def test_preview_counts_channels_segments_and_cost(world: World, kind, aud
     async with world.sessions() as db:
         got = await service.preview(db, settings, kind, BODY, audience, title="停水通知")
     want = world.expected(kind == "emergency", who)
-    assert got["recipients"] == {"sms": want["sms"], "wechat": want["wechat"], "total": want["sms"] + want["wechat"]}
+    reached = {channel: want[channel] for channel in ("sms", "wechat", "webpush")}
+    assert got["recipients"] == {**reached, "total": sum(reached.values())}
     assert got["excluded"] == {"opted_out": want["opted_out"], "no_channel": want["none"]}
     text = f"{settings.sms_signature}【停水通知】{BODY}"
     assert got["sms_text"] == text
@@ -341,7 +342,6 @@ async def test_fan_out_records_everyone_and_queues_the_reachable(world: World):
         await service.cancel(db, world.staff["bob"], notice.id)
 
 
-async def test_opted_out_citizens_get_emergencies_but_not_notices(world: World):
 async def test_the_queue_holds_a_window_of_the_audience_so_quiet_hours_stop_a_notice_within_it(world: World):
     day = world.settings(broadcast_batch=20)
     notice = await create(world, settings=day)
@@ -375,6 +375,7 @@ async def test_the_queue_holds_a_window_of_the_audience_so_quiet_hours_stop_a_no
         await service.cancel(db, world.staff["bob"], notice.id)
 
 
+async def test_opted_out_citizens_get_emergencies_but_not_notices(world: World):
     opted_out = [p for p in world.people if p.opted_out and p.district == "dushanzi"]
     audience = {"type": "districts", "ids": ["dushanzi"]}
     notice = await create(world, audience=audience)

@@ -29,7 +29,7 @@
     failed: "失败",
     skipped: "已跳过",
   };
-  const CHANNEL = { sms: "短信", wechat: "微信" };
+  const CHANNEL = { sms: "短信", wechat: "微信", webpush: "网页推送" };
   const AUDIT_ACTION = {
     login: "登录",
     login_failed: "登录失败",
@@ -955,6 +955,8 @@
           el("dd", { id: "pv-sms", dataset: { value: String(num(r.sms)) } }, `${num(r.sms)} 人`),
           el("dt", {}, "微信"),
           el("dd", { id: "pv-wechat", dataset: { value: String(num(r.wechat)) } }, `${num(r.wechat)} 人`),
+          el("dt", {}, "网页推送"),
+          el("dd", { id: "pv-webpush", dataset: { value: String(num(r.webpush)) } }, `${num(r.webpush)} 人`),
           el("dt", {}, "不发送"),
           el("dd", { id: "pv-excluded" }, `已退订 ${num(x.opted_out)} 人 · 无联系方式 ${num(x.no_channel)} 人`),
           el("dt", {}, "每条短信"),
@@ -1161,9 +1163,9 @@
       next.disabled = rows.length < PAGE_SIZE || (knownTotal > 0 && offset + PAGE_SIZE >= knownTotal);
     }
 
+    let names = {};  // staff id → display name, sent with the broadcast
     const staffName = (staffId) => {
       if (!staffId) return "—";
-    let names = {};  // staff id → display name, sent with the broadcast
       if (staffId === me.id) return `${me.display_name || me.username}（本人）`;
       return names[staffId] || `工作人员 #${staffId}`;
     };
@@ -1250,9 +1252,9 @@
       if (gen !== state.gen || mine !== refreshes) return;
       const b = data?.broadcast || data;
       const p = data?.progress || {};
+      names = data?.staff || names;
       last = { broadcast: b, progress: p };
       const key = JSON.stringify([b.status, p]);
-      names = data?.staff || names;
       renderHead(b);
       renderMeta(b);
       renderActions(b, p);

@@ -48,7 +48,7 @@ async def test_preview_counts_recipients_and_cost(clients: dict[str, StaffClient
     reply = await clients["sender"].post(f"{B}/preview", body)
     assert reply.status == 200, reply.body
     preview = reply.body
-    assert preview["recipients"] == {"sms": 8, "wechat": 0, "total": 8}  # citizens of 甲社区 and 乙社区
+    assert preview["recipients"] == {"sms": 8, "wechat": 0, "webpush": 0, "total": 8}  # citizens of 甲社区 and 乙社区
     assert preview["segments"] == 1 and "明天一区停水。" in preview["sms_text"]
     assert preview["cost_yuan"] == round(8 * 1 * 0.045, 3)
     assert set(preview) == {"recipients", "excluded", "segments", "cost_yuan", "quiet_hours", "sms_text"}
