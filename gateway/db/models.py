@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -29,11 +29,15 @@ class Citizen(SQLModel, table=True):
 class ChannelIdentity(SQLModel, table=True):
     """How a citizen is reached on one channel: a web chat session, a phone number, a WeChat openid."""
 
-    __table_args__ = (UniqueConstraint("channel", "address"),)
+    # (citizen_id, channel): a broadcast looks up each citizen's address per channel (migration 0006)
+    __table_args__ = (
+        UniqueConstraint("channel", "address"),
+        Index("ix_channelidentity_citizen_id_channel", "citizen_id", "channel"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=32)
     address: str = Field(max_length=128)
-    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    citizen_id: int = Field(foreign_key="citizen.id")
     created_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
 

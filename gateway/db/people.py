@@ -322,6 +322,11 @@ def seed_people(
                     added[kind] += n
             if with_schools and count > 0:
                 added.update(_write_schools(conn, min(count, GUARDIAN_POOL), seed))
+        if any(added.values()):
+            # fresh statistics for the planner: a broadcast right after a bulk load must not plan its
+            # audience query for empty tables (the database would analyse them some minutes later)
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
     finally:
         engine.dispose()
     return added
