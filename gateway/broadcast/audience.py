@@ -40,6 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.broadcast.errors import BroadcastError
 from gateway.broadcast.phones import MAX_PHONES, normalize_phone
 from gateway.db.models import (
+    BroadcastRecipient,
     ChannelIdentity,
     Citizen,
     Community,
@@ -55,6 +56,7 @@ from gateway.db.models import (
 AREA_TYPES = ("all", "districts", "communities", "topics", "list")
 SCHOOL_TYPES = ("school", "grade", "classes")
 REACHABLE = ("sms", "wechat", "webpush")
+SKIP_REASONS = {"opted_out": "已退订短信", "none": "没有手机号或微信"}  # recorded on skipped recipients
 MAX_IDS = 500
 
 
@@ -281,7 +283,7 @@ def _student(audience: Audience) -> Any:
     )
 
 
-def _base(audience: Audience, after: int | None = None, limit: int | None = None) -> Any:
+def _base(audience: Audience, after: int | None = None, limit: int | None = None, upto: int | None = None) -> Any:
     query = select(
         col(Citizen.id).label("citizen_id"),
         func.coalesce(col(Citizen.phone), _identity("sms")).label("phone"),
@@ -291,7 +293,9 @@ def _base(audience: Audience, after: int | None = None, limit: int | None = None
         _push_subscription().label("push"),
         _student(audience).label("student_id"),
     ).where(_filter(audience))
-    if after is not None:
+    if upto is not None:
+        query = query.where(col(Citizen.id) > (after or 0), col(Citizen.id) <= upto)
+    elif after is not None:
         # keyset pagination: each page starts where the last ended, never with OFFSET
         query = query.where(col(Citizen.id) > after).order_by(col(Citizen.id)).limit(limit)
     return query.subquery("audience")
@@ -353,6 +357,49 @@ async def page(db: AsyncSession, audience: Audience, emergency: bool, after: int
     channel, address = _choice(base, emergency)
     query = select(base.c.citizen_id, channel.label("channel"), address.label("address"), base.c.student_id)
     return (await db.exec(query.order_by(base.c.citizen_id))).all()
+
+
+async def page_end(db: AsyncSession, audience: Audience, after: int, limit: int) -> int | None:
+    """The last citizen id of the next page of `limit` (None: nobody left), from the filter alone."""
+    ids = (
+        select(col(Citizen.id).label("id"))
+        .where(_filter(audience), col(Citizen.id) > after)
+        .order_by(col(Citizen.id))
+        .limit(limit)
+        .subquery()
+    )
+    return (await db.exec(select(func.max(ids.c.id)))).scalar()
+
+
+async def insert_recipients(
+    db: AsyncSession, audience: Audience, emergency: bool, broadcast_id: int, after: int, upto: int, now: Any
+) -> int:
+    """Recipient rows for the audience's citizens with after < id ≤ upto, written by the database
+    itself (INSERT … SELECT: the rows never travel through Python); returns how many were new.
+    Who cannot be reached is recorded too, as skipped with the reason."""
+    base = _base(audience, after, upto=upto)
+    channel, address = _choice(base, emergency)
+    reachable = channel.in_(REACHABLE)
+    rows = select(
+        literal(broadcast_id),
+        base.c.citizen_id,
+        base.c.student_id,
+        case((reachable, channel), (channel == "opted_out", literal("sms")), else_=literal("none")),
+        func.coalesce(address, literal("")),
+        case((reachable, literal("queued")), else_=literal("skipped")),
+        case(
+            (reachable, null()),
+            (channel == "opted_out", literal(SKIP_REASONS["opted_out"])),
+            else_=literal(SKIP_REASONS["none"]),
+        ),
+        literal(0),
+        literal(now, BroadcastRecipient.__table__.c.updated_at.type),
+    ).where(base.c.citizen_id > after)  # SQLite needs a WHERE before ON CONFLICT; it changes nothing
+    columns = ["broadcast_id", "citizen_id", "student_id", "channel", "address", "status", "error", "attempts"]
+    insert = insert_ignoring_conflicts(db, BroadcastRecipient, "broadcast_id", "citizen_id")
+    # count what RETURNING gives: the rowcount of INSERT … SELECT came back -1 through psycopg
+    written = await db.exec(insert.from_select([*columns, "updated_at"], rows).returning(insert.table.c.id))
+    return len(written.all())
 
 
 async def _owned_phones(db: AsyncSession, phones: Sequence[str]) -> set[str]:

@@ -1,10 +1,11 @@
 """The broadcast worker: turns due broadcasts into recipient rows and queued messages, in batches.
 
 One step of a fan-out, repeated until the audience is exhausted:
-  1. one transaction: the next `batch` citizens of the audience with id > fanout_cursor (keyset
-     pagination, so memory stays flat however big the audience), their recipient rows inserted with
-     ON CONFLICT DO NOTHING on (broadcast_id, citizen_id), and the cursor moved — only if it still
-     has the value read (a conditional UPDATE: two workers can never both advance it);
+  1. one transaction: where the next `batch` citizens of the audience with id > fanout_cursor end
+     (keyset pagination, so memory stays flat however big the audience), their recipient rows written
+     by the database (INSERT … SELECT … ON CONFLICT DO NOTHING on (broadcast_id, citizen_id)), and the
+     cursor moved to that end — only if it still has the value read (a conditional UPDATE: two
+     workers can never both advance it);
   2. after the commit: queued recipients with id > enqueued_upto handed to the outbound queue in one
      add_many, then enqueued_upto moved (again conditionally) — only while the queue of the
      broadcast's priority holds fewer than `backlog` messages. The rows run ahead; the queue stays
@@ -43,7 +44,6 @@ from gateway.state import StateStore
 log = logging.getLogger(__name__)
 
 FANOUT_DONE = 2**31 - 1  # fanout_cursor once every citizen id has been considered
-SKIP_REASONS = {"opted_out": "已退订短信", "none": "没有手机号或微信"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class BroadcastRunner:
         self.poll_s, self.lease_s, self.max_active = poll_s, lease_s, max(1, max_active)
         self.batch = max(1, batch or settings.broadcast_batch)
         # Messages allowed in the queue per priority before the fan-out waits for the dispatcher: with
-        # the default batch, 20,000 ≈ 40 s of sending at bench/broadcast's rate, refilled every idle_s.
+        # the default batch, 10,000 ≈ 20 s of sending at bench/broadcast's rate, refilled every idle_s.
         self.backlog = max(1, backlog or 10 * self.batch)
         # a broadcast whose fan-out is done waits for the dispatcher: look at it every idle_s only
         self.idle_s = idle_s
@@ -232,13 +232,12 @@ class BroadcastRunner:
             if b.status != "sending" or b.fanout_cursor >= FANOUT_DONE:
                 return False
             spec = audiences.parse(b.audience, b.school_id)
-            rows = await audiences.page(db, spec, emergency, b.fanout_cursor, self.batch)
+            end = await audiences.page_end(db, spec, b.fanout_cursor, self.batch)
             inserted = 0
-            if rows:
-                now = utcnow()
-                values = [_recipient_row(broadcast_id, row, now) for row in rows]
-                insert = audiences.insert_ignoring_conflicts(db, BroadcastRecipient, "broadcast_id", "citizen_id")
-                inserted = len((await db.exec(insert.returning(insert.table.c.id), params=values)).all())
+            if end is not None:
+                inserted = await audiences.insert_recipients(
+                    db, spec, emergency, broadcast_id, b.fanout_cursor, end, utcnow()
+                )
             moved = await db.exec(
                 update(Broadcast)
                 .where(
@@ -247,7 +246,7 @@ class BroadcastRunner:
                     col(Broadcast.status) == "sending",
                 )
                 .values(
-                    fanout_cursor=rows[-1].citizen_id if rows else FANOUT_DONE,
+                    fanout_cursor=FANOUT_DONE if end is None else end,
                     recipient_total=col(Broadcast.recipient_total) + inserted,
                 )
             )
@@ -255,9 +254,9 @@ class BroadcastRunner:
                 await db.rollback()
                 return False
             await db.commit()
-        if not rows:
+        if end is None:
             log.info("broadcast %d: fan-out complete", broadcast_id)
-        return bool(rows)
+        return end is not None
 
     async def _enqueue_step(self, broadcast_id: int, content: Content) -> int:
         """Queued recipients past enqueued_upto to the dispatcher, as many as the backlog window has
@@ -368,18 +367,3 @@ def _where(exc: BaseException) -> str:
     """file:line where an exception was raised: enough to find a bug, without the data in its text."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
-
-
-def _recipient_row(broadcast_id: int, row: Any, now: Any) -> dict[str, Any]:
-    reachable = row.channel in audiences.REACHABLE
-    return {
-        "broadcast_id": broadcast_id,
-        "citizen_id": row.citizen_id,
-        "student_id": row.student_id,
-        "channel": row.channel if reachable else ("sms" if row.channel == "opted_out" else "none"),
-        "address": row.address or "",
-        "status": "queued" if reachable else "skipped",
-        "error": None if reachable else SKIP_REASONS.get(row.channel, row.channel),
-        "attempts": 0,
-        "updated_at": now,
-    }
