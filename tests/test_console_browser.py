@@ -708,6 +708,27 @@ async def test_school_notice_acknowledgements_and_reminder(browser: Browser, wor
         await expect(row.locator(".status")).to_have_text("已完成")
 
 
+async def test_admin_picks_the_school_a_notice_is_for(browser: Browser, world: World) -> None:
+    stack = world.stack
+    title = f"停课通知 {RUN}"
+    school_id = world.class_id.rsplit("-", 2)[0]
+    async with console(browser, stack, world.staff["admin"]) as page:
+        await page.get_by_role("link", name="新建通知").click()
+        picker = page.get_by_label("学校")
+        await picker.select_option(label=f"测试实验小学{RUN}")
+        await page.get_by_role("radio", name="按班级").check()  # the classes are that school's
+        await page.get_by_role("checkbox", name="四年级1班").check()
+        await page.get_by_label("标题").fill(title)
+        await page.get_by_label("内容").fill("明日因暴雪停课一天，请家长照看好孩子。")
+        assert await page.evaluate(UNLABELLED) == [], "every form control has a label"
+        await page.get_by_role("button", name="发送通知").click()
+        await expect(page.locator("#notice-title")).to_have_text(title)
+    with stack.db() as db:
+        notice = db.exec(select(Broadcast).where(Broadcast.title == title)).one()
+    assert (notice.kind, notice.school_id) == ("school", school_id)
+    assert notice.audience == {"type": "classes", "ids": [f"{school_id}-4-1"]}
+
+
 async def test_viewer_sees_no_compose_or_approve_buttons(browser: Browser, world: World) -> None:
     stack = world.stack
     with stack.db() as db:
@@ -740,7 +761,7 @@ async def test_admin_manages_users_and_reads_the_audit_log(browser: Browser, wor
     newcomer = f"newcomer_{RUN}"
     async with console(browser, stack, world.staff["admin"]) as page:
         nav = await page.locator("#nav a").all_inner_texts()
-        assert nav == ["广播列表", "新建广播", "学校通知", "用户管理", "审计日志"], nav
+        assert nav == ["广播列表", "新建广播", "学校通知", "新建通知", "用户管理", "审计日志"], nav
         await page.get_by_role("link", name="用户管理").click()
         await expect(page.locator("#users-table")).to_contain_text(world.staff["viewer"])
         assert await page.evaluate(UNLABELLED) == [], "every form control has a label"

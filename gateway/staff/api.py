@@ -229,6 +229,7 @@ class StaffApi:
                 response=s.BroadcastEnvelope,
             ),
             E("POST", f"{b}/retry-failed", self.retry_failed, "重发失败的接收人", SENDERS, response=s.RetriedOut),
+            E("GET", f"{P}/schools", self.schools, "学校（学校教职工只见本校）", SCHOOL, response=s.SchoolsOut),
             E("GET", f"{P}/schools/{{id}}/classes", self.classes, "本校班级", SCHOOL, response=s.ClassesOut),
             E(
                 "POST",
@@ -496,6 +497,13 @@ class StaffApi:
             raise not_found(f"没有编号为{notice.id}的学校通知。")
         check_school(ctx.me, notice.school_id)
         return notice
+
+    async def schools(self, ctx: Ctx) -> web.Response:
+        query = select(School.id, School.name).order_by(col(School.id))
+        if ctx.me.role == "school":
+            query = query.where(col(School.id) == ctx.me.school_id)
+        rows = (await ctx.db.exec(query)).all()
+        return out(s.SchoolsOut, schools=[{"id": school_id, "name": name} for school_id, name in rows])
 
     async def classes(self, ctx: Ctx) -> web.Response:
         school_id = ctx.request.match_info["id"]

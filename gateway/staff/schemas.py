@@ -343,6 +343,10 @@ class ClassesOut(BaseModel):
     classes: list[ClassOut]
 
 
+class SchoolsOut(BaseModel):
+    schools: list[NamedOut]
+
+
 class NoticeEnvelope(BaseModel):
     notice: BroadcastOut
 

@@ -54,7 +54,8 @@
     cancel: (me) => ["admin", "broadcaster"].includes(me.role),
     retry: (me) => ["admin", "broadcaster"].includes(me.role),
     notices: (me) => ["admin", "school"].includes(me.role),
-    composeNotice: (me) => Boolean(me.school_id) && ["admin", "school"].includes(me.role),
+    // an admin writes for any school (picked on the page); school staff for their own
+    composeNotice: (me) => me.role === "admin" || (me.role === "school" && Boolean(me.school_id)),
     remind: (me) => ["admin", "school"].includes(me.role),
     admin: (me) => me.role === "admin",
   };
@@ -1382,9 +1383,18 @@
     }, () => 5000);
   }
 
-  async function viewNoticeCompose(view, gen) {
+  async function viewNoticeCompose(view, gen, schoolId = state.me.school_id) {
     const me = state.me;
-    const { classes, school } = await loadClasses(me.school_id);
+    let picker = null;
+    if (!me.school_id) {
+      const schools = listOf(await api("GET", "/schools"), "schools");
+      if (!schools.length) throw new ApiError(0, "", "还没有学校");
+      schoolId = schoolId || schools[0].id;
+      picker = el("select", { id: "school", name: "school" }, schools.map((sc) => el("option", { value: sc.id }, sc.name)));
+      picker.value = schoolId;
+      picker.addEventListener("change", () => viewNoticeCompose(view, gen, picker.value));
+    }
+    const { classes, school } = await loadClasses(schoolId);
     const idempotencyKey = newId();
     const error = errorBox("notice-error");
     const title = el("input", { id: "title", name: "title", maxlength: TITLE_MAX, required: true });
@@ -1427,7 +1437,7 @@
     const form = el(
       "form",
       { id: "notice-compose", class: "card", novalidate: true },
-      el("p", { class: "hint" }, `学校：${school?.name || me.school_name || me.school_id}`),
+      picker ? field("学校", picker) : el("p", { class: "hint" }, `学校：${school?.name || me.school_name || me.school_id}`),
       field("标题", title, `不超过 ${TITLE_MAX} 字`),
       body.box,
       el("fieldset", { class: "group" }, el("legend", {}, "通知对象"), audRadios, gradePanel, classPanel),
@@ -1473,6 +1483,7 @@
           audience,
           urgent: urgent.checked,
           idempotency_key: idempotencyKey,
+          ...(me.school_id ? {} : { school_id: schoolId }),
         });
         const n = data?.notice || data?.broadcast || data;
         flash("通知已提交发送");

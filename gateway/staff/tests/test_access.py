@@ -35,6 +35,7 @@ ENDPOINTS = [
     ("POST", "/api/staff/broadcasts/1/approve", "/api/staff/broadcasts/{id}/approve", {"admin", "approver"}),
     ("POST", "/api/staff/broadcasts/1/cancel", "/api/staff/broadcasts/{id}/cancel", SEND),
     ("POST", "/api/staff/broadcasts/1/retry-failed", "/api/staff/broadcasts/{id}/retry-failed", SEND),
+    ("GET", "/api/staff/schools", "/api/staff/schools", {"admin", "school"}),
     ("GET", "/api/staff/schools/s1/classes", "/api/staff/schools/{id}/classes", {"admin", "school"}),
     ("POST", "/api/staff/notices", "/api/staff/notices", {"admin", "school"}),
     ("GET", "/api/staff/notices", "/api/staff/notices", {"admin", "school"}),

@@ -38,6 +38,10 @@ async def test_admin_creates_lists_and_disables_accounts(clients: dict[str, Staf
     assert (await teacher.login("newteacher", "a long password")).status == 200
     assert (await teacher.get("/api/staff/schools/s2/classes")).status == 200
     assert (await teacher.get("/api/staff/schools/s1/classes")).status == 403
+    own = (await teacher.get("/api/staff/schools")).body["schools"]
+    assert [school["id"] for school in own] == ["s2"]  # a school's staff see their school only
+    everyone = (await admin.get("/api/staff/schools")).body["schools"]
+    assert {"s1", "s2"} <= {school["id"] for school in everyone} and all(school["name"] for school in everyone)
 
     reply = await admin.post(f"/api/staff/users/{user['id']}/disable")
     assert reply.status == 200 and reply.body["user"]["active"] is False
