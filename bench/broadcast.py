@@ -1,11 +1,11 @@
 """A city-wide emergency broadcast: 250,000 residents through fan-out and dispatch to the local
 Twilio-compatible and WeChat servers, with the provider rate limit lifted.
 
-    .venv/bin/python -m bench.broadcast [--residents 250000] [--concurrency 64]
+    .venv/bin/python -m bench.broadcast [--residents 250000] [--workers 2] [--concurrency 64] [--clean-only]
 
-Two runs on one PostgreSQL database and Redis: a clean run, and a run whose worker is SIGKILLed
+Two runs on one PostgreSQL database and Redis: a clean run, and a run whose workers are SIGKILLed
 twice (at about a third and two thirds of the way) and restarted. Each reports total time, messages
-per second, the worker's peak RSS, and what the providers received: every reachable resident exactly
+per second, the largest worker peak RSS, and what the providers received: every reachable resident exactly
 once (duplicates at the provider are counted separately from the fan-out's own, which must be 0).
 A raw Redis pipeline writing the same number of stream entries shows how close to the storage
 limit the fan-out is.
