@@ -714,15 +714,17 @@ async def test_admin_picks_the_school_a_notice_is_for(browser: Browser, world: W
     school_id = world.class_id.rsplit("-", 2)[0]
     async with console(browser, stack, world.staff["admin"]) as page:
         await page.get_by_role("link", name="新建通知").click()
+        await page.get_by_label("标题").fill(title)  # typed first: switching the school keeps it
+        await page.get_by_label("内容").fill("明日因暴雪停课一天，请家长照看好孩子。")
         picker = page.get_by_label("学校")
         await picker.select_option(label=f"测试实验小学{RUN}")
         await page.get_by_role("radio", name="按班级").check()  # the classes are that school's
         await page.get_by_role("checkbox", name="四年级1班").check()
-        await page.get_by_label("标题").fill(title)
-        await page.get_by_label("内容").fill("明日因暴雪停课一天，请家长照看好孩子。")
+        await expect(page.get_by_label("标题")).to_have_value(title)
         assert await page.evaluate(UNLABELLED) == [], "every form control has a label"
         await page.get_by_role("button", name="发送通知").click()
         await expect(page.locator("#notice-title")).to_have_text(title)
+        await expect(page.locator("dl.facts")).to_contain_text("四年级1班")  # the class by name, not its id
     with stack.db() as db:
         notice = db.exec(select(Broadcast).where(Broadcast.title == title)).one()
     assert (notice.kind, notice.school_id) == ("school", school_id)

@@ -1383,7 +1383,7 @@
     }, () => 5000);
   }
 
-  async function viewNoticeCompose(view, gen, schoolId = state.me.school_id) {
+  async function viewNoticeCompose(view, gen, schoolId = state.me.school_id, typed = {}) {
     const me = state.me;
     let picker = null;
     if (!me.school_id) {
@@ -1392,7 +1392,10 @@
       schoolId = schoolId || schools[0].id;
       picker = el("select", { id: "school", name: "school" }, schools.map((sc) => el("option", { value: sc.id }, sc.name)));
       picker.value = schoolId;
-      picker.addEventListener("change", () => viewNoticeCompose(view, gen, picker.value));
+      // another school has other classes: the page is rebuilt, with what was typed kept
+      picker.addEventListener("change", () =>
+        viewNoticeCompose(view, gen, picker.value, { title: title.value, body: body.textarea.value }),
+      );
     }
     const { classes, school } = await loadClasses(schoolId);
     const idempotencyKey = newId();
@@ -1400,6 +1403,9 @@
     const title = el("input", { id: "title", name: "title", maxlength: TITLE_MAX, required: true });
     const body = bodyField(() => (title.value.trim() ? smsUnits(`【${title.value.trim()}】`) : 0));
     title.addEventListener("input", () => body.update());
+    title.value = typed.title || "";
+    body.textarea.value = typed.body || "";
+    body.update();
     const grades = [...new Set(classes.map((c) => num(c.grade)))].sort((a, b) => a - b);
 
     const audRadios = el(
@@ -1511,9 +1517,12 @@
     const acked = el("section", { class: "card", id: "acked", "aria-labelledby": "acked-title" });
     const unacked = el("section", { class: "card", id: "unacked", "aria-labelledby": "unacked-title" });
     let classNames = null;
-    if (me.school_id) {
+    let namesOf = null; // the school whose class names are loaded (an admin reads any school's notices)
+    async function loadClassNames(schoolId) {
+      if (!schoolId || namesOf === schoolId) return;
+      namesOf = schoolId;
       try {
-        const { classes } = await loadClasses(me.school_id);
+        const { classes } = await loadClasses(schoolId);
         classNames = new Map(classes.map((c) => [c.id, c.name]));
       } catch {
         classNames = null;
@@ -1634,6 +1643,8 @@
         if (rows.length < NOTICE_PAGE) break;
       }
       lastKey = key;
+      await loadClassNames(data?.notice?.school_id || me.school_id);
+      if (gen !== state.gen || mine !== loads) return;
       render({ ...data, recipients });
     }
 
