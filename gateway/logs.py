@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import traceback
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
@@ -18,6 +20,13 @@ def mask(address: str | None) -> str:
     if len(address) <= 6:
         return "*" * len(address)
     return f"{address[:3]}***{address[-3:]}"
+
+
+def where(exc: BaseException) -> str:
+    """file:line where an exception was raised: enough to find a bug, without the data its text or
+    traceback may hold (database errors quote parameters: phone numbers)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
 
 
 class MaskingFilter(logging.Filter):

@@ -1,6 +1,6 @@
 """Who a broadcast reaches, as SQL: the audience JSON is validated into an Audience, which becomes a
 filter on citizens; one CASE expression picks each citizen's channel, and the same expression serves
-the preview's counts and the fan-out's pages, so the two can never disagree.
+the preview's counts and the fan-out's INSERT … SELECT, so the two can never disagree.
 
 Channel per citizen: WeChat (template message) when they prefer it and have a WeChat identity; web
 push when they prefer it (they subscribed from web chat) and have a live subscription; else SMS to their

@@ -152,7 +152,9 @@ class RecipientLog:
             if found is None:
                 return None
             recipient, broadcast, citizen = found
-            if broadcast.status == "cancelled" or (citizen.sms_opted_out and broadcast.kind != "emergency"):
+            if recipient.channel not in FALLS_BACK or broadcast.status == "cancelled":
+                return None
+            if citizen.sms_opted_out and broadcast.kind != "emergency":
                 return None
             phone = (
                 citizen.phone
@@ -164,7 +166,7 @@ class RecipientLog:
                     )
                 ).scalar()
             )
-            if not phone or recipient.channel not in FALLS_BACK:
+            if not phone:
                 return None
             note = f"{FELL_BACK}：{FALLS_BACK[recipient.channel]}未送达（{why}）"[:255]
             changed = await db.exec(
@@ -180,11 +182,11 @@ class RecipientLog:
             self.settings, broadcast, recipient_id, "sms", phone, reminder=recipient.reminded_at is not None
         )
 
-    async def _update(self, recipient_id: int, *where: Any, **values: Any) -> None:
+    async def _update(self, recipient_id: int, **values: Any) -> None:
         async with self.sessions() as db:
             await db.exec(
                 update(BroadcastRecipient)
-                .where(col(BroadcastRecipient.id) == recipient_id, *where)
+                .where(col(BroadcastRecipient.id) == recipient_id)
                 .values(attempts=col(BroadcastRecipient.attempts) + 1, updated_at=utcnow(), **values)
             )
             await db.commit()

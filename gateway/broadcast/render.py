@@ -30,10 +30,6 @@ def sms_text(settings: Settings, title: str, body: str, reminder: bool = False, 
     return f"{settings.sms_signature}{title_part}{REMINDER if reminder else ''}{body}{ack}"
 
 
-def segments(settings: Settings, title: str, body: str, kind: str = "notice") -> int:
-    return segment_count(sms_text(settings, title, body, kind=kind))
-
-
 def priority(kind: str, urgent: bool) -> str:
     """Emergencies jump every queue; an urgent school notice goes with chat replies; the rest is bulk."""
     if kind == "emergency":

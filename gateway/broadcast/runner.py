@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import case, exists, or_, select, update
@@ -32,12 +30,14 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.base import Outgoing
 from gateway.broadcast import audience as audiences
 from gateway.broadcast import render
 from gateway.broadcast.lease import Lease
 from gateway.broadcast.quiet import quiet_now, utc_now
 from gateway.config import Settings
 from gateway.db.models import Broadcast, BroadcastRecipient, utcnow
+from gateway.logs import where
 from gateway.outbound.queue import OutboundQueue
 from gateway.state import StateStore
 
@@ -102,7 +102,7 @@ class BroadcastRunner:
                 try:
                     await self.tick()
                 except Exception as exc:  # database or state outage: wait it out
-                    log.warning("broadcast runner: %s at %s", type(exc).__name__, _where(exc))
+                    log.warning("broadcast runner: %s at %s", type(exc).__name__, where(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.poll_s)
         finally:
@@ -165,7 +165,7 @@ class BroadcastRunner:
                 "broadcast %d: fan-out step failed (%s at %s); it resumes on the next pass",
                 broadcast_id,
                 type(exc).__name__,
-                _where(exc),
+                where(exc),
             )
             return False
 
@@ -275,7 +275,7 @@ class BroadcastRunner:
             rows = await self._queued(db, broadcast_id, b.enqueued_upto, limit=min(room, self.batch))
         if not rows:
             return 0
-        await self.outbox.add_many([self._message(content, row) for row in rows])
+        await self.outbox.add_many(self._messages(content, rows))
         async with self.sessions() as db:
             await db.exec(
                 update(Broadcast)
@@ -303,10 +303,17 @@ class BroadcastRunner:
             query = query.where(col(r.id) <= upto)
         return list((await db.exec(query)).all())
 
-    def _message(self, content: Content, row: Any) -> Any:
-        return render.outgoing(
-            self.settings, content, row.id, row.channel, row.address, reminder=row.reminded_at is not None
-        )
+    def _messages(self, content: Content, rows: list[Any]) -> list[Outgoing]:
+        """The dispatcher's messages for queued rows. The text is the broadcast's, the same for every
+        row of one channel (and reminder or not): rendered once per step, then addressed per row."""
+        rendered: dict[tuple[str, bool], Outgoing] = {}
+        out = []
+        for row in rows:
+            key = (row.channel, row.reminded_at is not None)
+            if key not in rendered:
+                rendered[key] = render.outgoing(self.settings, content, row.id, row.channel, row.address, key[1])
+            out.append(replace(rendered[key], to=row.address, ref=render.ref(row.id)))
+        return out
 
     async def _requeue_lost(self, broadcast_id: int, content: Content) -> None:
         """The in-process queue of a previous process is gone: queue again what it held (the
@@ -321,7 +328,7 @@ class BroadcastRunner:
                 rows = await self._queued(db, broadcast_id, after, upto)
             if not rows:
                 break
-            total += await self.outbox.add_many([self._message(content, row) for row in rows])
+            total += await self.outbox.add_many(self._messages(content, rows))
             after = rows[-1].id
         if total:
             log.info("broadcast %d: re-queued %d messages lost with a previous process", broadcast_id, total)
@@ -361,9 +368,3 @@ class BroadcastRunner:
             log.info("broadcast %d: completed", broadcast_id)
             self._resting.pop(broadcast_id, None)
         return bool(done.rowcount)
-
-
-def _where(exc: BaseException) -> str:
-    """file:line where an exception was raised: enough to find a bug, without the data in its text."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"

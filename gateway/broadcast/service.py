@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.sms.segments import segment_count
 from gateway.broadcast import audience as audiences
 from gateway.broadcast import render
 from gateway.broadcast.errors import BroadcastError, forbidden, not_found
@@ -220,7 +221,7 @@ async def preview(
     if sum(reached.values()) == 0:
         raise _nobody(counts)
     text = render.sms_text(settings, title, body, kind=kind)
-    segments = render.segments(settings, title, body, kind)
+    segments = segment_count(text)
     return {
         "recipients": {**reached, "total": sum(reached.values())},
         "excluded": {"opted_out": counts["opted_out"], "no_channel": counts["none"]},

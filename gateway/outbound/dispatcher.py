@@ -1,8 +1,8 @@
 """The dispatch worker: takes rendered messages off the outbound queue and gets them to the providers.
 
-Per delivery: skip what the delivery log says is done → wait for the provider's shared rate limit →
-claim the message's ref so no other copy is sent at the same moment → look at the log again → send →
-record the outcome → ack. Provider errors follow SendError.kind: retry (back off, give up after
+Per delivery: on a rate-limited channel, skip what the delivery log says is done and wait for the
+provider's shared rate limit → claim the message's ref so no other copy is sent at the same moment →
+look at the log → send → record the outcome → ack. Provider errors follow SendError.kind: retry (back off, give up after
 max_attempts), permanent / opted_out (record, never retry), window_closed (the log offers a fallback
 message, which replaces this one in the queue). Anything else that goes wrong puts the message back;
 a worker that dies leaves its entries pending and another worker reclaims them after visibility_ms.
@@ -18,13 +18,12 @@ import os
 import random
 import secrets
 import socket
-import traceback
 from collections import Counter
 from collections.abc import Mapping
 from typing import Protocol
 
 from channels.base import Outgoing, Sender, SendError, SendResult
-from gateway.logs import mask
+from gateway.logs import mask, where
 from gateway.outbound.queue import Delivery, OutboundQueue
 from gateway.outbound.ratelimit import RateLimiter
 
@@ -64,12 +63,6 @@ def _scrub(text: str, message: Outgoing) -> str:
     # address is a web push subscription's row id, no personal data, and masking it would mangle
     # digits elsewhere in the text ("HTTP 410")
     return text.replace(message.to, mask(message.to)) if len(message.to) >= 6 else text
-
-
-def _where(exc: BaseException) -> str:
-    """file:line where an exception was raised: enough to find a bug, without the data in the traceback."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
 
 
 class Dispatcher:
@@ -232,7 +225,7 @@ class Dispatcher:
                 "could not handle %s (%s at %s: %s); putting it back",
                 message.ref,
                 type(exc).__name__,
-                _where(exc),
+                where(exc),
                 _scrub(str(exc), message),
             )
             try:
@@ -303,7 +296,7 @@ class Dispatcher:
                 "sender %s raised %s at %s for %s: %s",
                 message.channel,
                 type(exc).__name__,
-                _where(exc),
+                where(exc),
                 message.ref,
                 _scrub(str(exc), message),
             )

@@ -67,7 +67,7 @@ async def test_resume_after_dying_between_any_two_steps(world: World):
         await first._fanout_step(notice.id, emergency=False)
         async with world.sessions() as db:  # batch 2: queued, then death before the mark moved
             batch = await first._queued(db, notice.id, (await reload(world, notice.id)).enqueued_upto)
-        await pipe.queue.add_many([first._message(content, row) for row in batch])
+        await pipe.queue.add_many(first._messages(content, batch))
         await first._fanout_step(notice.id, emergency=False)  # batch 3: rows committed, never queued
         mid = await reload(world, notice.id)
         assert 0 < mid.fanout_cursor < FANOUT_DONE
