@@ -12,18 +12,18 @@ import os
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.webpush.sender import CHANNEL
 from channels.webpush.subscription import PushSubscription
 from channels.webpush.vapid import generate_private_key_pem
+from gateway.db.engine import dialect_insert
 from gateway.db.models import ChannelIdentity, Citizen, WebPushSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "webpush"
 OUTCOME_COLUMN = {"sent": "last_success_at", "failed": "last_failure_at"}
 
 
@@ -52,9 +52,8 @@ class SqlPushSubscriptions:
                 "gone_at": None,
                 "last_failure_at": None,
             }
-            insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
             await db.exec(
-                insert(WebPushSubscription.__table__)
+                dialect_insert(db, WebPushSubscription)
                 .values(endpoint=subscription.endpoint, created_at=utcnow(), **values)
                 .on_conflict_do_update(index_elements=["endpoint"], set_=values)
             )

@@ -47,10 +47,10 @@ from typing import Any
 import http_ece
 import jwt
 from aiohttp import web
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from channels.webpush.subscription import b64url_decode, b64url_encode
+from channels.webpush.vapid import public_key_b64
 from providers.local import LocalServer, serve
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,7 @@ class _Subscription:
 
     def as_json(self) -> dict[str, Any]:
         """What PushSubscription.toJSON() gives a page."""
-        public = self.private_key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
-        keys = {"p256dh": b64url_encode(public), "auth": b64url_encode(self.auth)}
+        keys = {"p256dh": public_key_b64(self.private_key), "auth": b64url_encode(self.auth)}
         return {"endpoint": self.endpoint, "expirationTime": None, "keys": keys}
 
 
@@ -169,14 +166,13 @@ class LocalWebPush(LocalServer):
         self.port = port
         self.latency_ms = float(latency_ms)
         self.app = self._make_app()
-        self.subscriptions: dict[str, _Subscription] = {}
         self.reset()
 
     # --- in-process control ------------------------------------------------------------------------
 
     def reset(self) -> None:
         """Forget subscriptions, messages, faults and counters (latency stays)."""
-        self.subscriptions = {}
+        self.subscriptions: dict[str, _Subscription] = {}
         self.messages: list[ReceivedPush] = []
         self.faults: deque[Fault] = deque()
         self.refused: Counter[int] = Counter()

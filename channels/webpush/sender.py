@@ -35,7 +35,6 @@ CHANNEL = "webpush"
 MAX_PAYLOAD_BYTES = 4096 - 86 - 1 - 16
 URGENCY = {"emergency": "high", "reply": "high", "bulk": "normal"}  # RFC 8030 §5.3, by dispatcher priority
 GONE = (404, 410)
-GONE_CODES = tuple(str(status) for status in GONE)
 
 
 class SubscriptionStore(Protocol):
@@ -114,7 +113,7 @@ class WebPushSender:
             provider_id = _message_id(response.headers.get("Location"))
             log.debug("push service %s accepted %s as %s", subscription.host, message.ref, provider_id)
             return SendResult(provider_id=provider_id, status="sent")
-        await self.subscriptions.record(message.to, "gone" if error.code in GONE_CODES else "failed")
+        await self.subscriptions.record(message.to, "gone" if error.kind == "opted_out" else "failed")
         raise self._failed(message, error, subscription)
 
     async def _push(self, subscription: PushSubscription, message: Outgoing) -> aiohttp.ClientResponse:

@@ -32,13 +32,13 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.broadcast.errors import BroadcastError
 from gateway.broadcast.phones import MAX_PHONES, normalize_phone
+from gateway.db.engine import dialect_insert
 from gateway.db.models import (
     BroadcastRecipient,
     ChannelIdentity,
@@ -423,12 +423,8 @@ async def _known_phones(db: AsyncSession, phones: Sequence[str]) -> set[str]:
 
 
 def insert_ignoring_conflicts(db: AsyncSession, model: Any, *conflict: str) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING for the session's database (SQLite or PostgreSQL). On the
-    model's Table, not the model: a Core insert given many rows is sent as multi-row VALUES, where the
-    ORM's bulk path would go row by row."""
-    dialect = db.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(model.__table__).on_conflict_do_nothing(index_elements=list(conflict) or None)
+    """INSERT … ON CONFLICT DO NOTHING for the session's database (SQLite or PostgreSQL)."""
+    return dialect_insert(db, model).on_conflict_do_nothing(index_elements=list(conflict) or None)
 
 
 async def ensure_citizens(db: AsyncSession, phones: Sequence[str]) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -52,6 +55,14 @@ def async_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         _tune_sqlite(engine.sync_engine)
     return engine
+
+
+def dialect_insert(db: AsyncSession, model: Any) -> Any:
+    """INSERT for the session's database (SQLite or PostgreSQL), which knows ON CONFLICT. On the model's
+    Table, not the model: a Core insert given many rows is sent as multi-row VALUES, where the ORM's
+    bulk path would go row by row."""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model.__table__)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
