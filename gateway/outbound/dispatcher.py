@@ -242,16 +242,6 @@ class Dispatcher:
             self._stats["skipped"] += 1
             await self.queue.ack(delivery)
             return
-        sender = self.senders.get(message.channel)
-        if sender is None:
-            await self._fail(delivery, "permanent", f"no sender for channel {message.channel!r}", None)
-            return
-        if delivery.times_delivered > self.max_attempts:
-            # a message whose workers keep dying (a hanging provider call, a crash it triggers): stop
-            await self._fail(
-                delivery, "permanent", f"handed out {delivery.times_delivered} times without an outcome", None
-            )
-            return
         await self._wait_for_rate(message)
         token = secrets.token_hex(8)
         if not await self.queue.claim_send(message.ref, token, self.claim_ttl_ms):
@@ -265,6 +255,18 @@ class Dispatcher:
             if not await self.deliveries.should_send(message.ref):
                 self._stats["skipped"] += 1
                 await self.queue.ack(delivery)
+                return
+            # failing is recording too: only what is still due (a sent broadcast recipient must not be
+            # switched to an SMS fallback, a sent reply must not be marked failed)
+            sender = self.senders.get(message.channel)
+            if sender is None:
+                await self._fail(delivery, "permanent", f"no sender for channel {message.channel!r}", None)
+                return
+            if delivery.times_delivered > self.max_attempts:
+                # a message whose workers keep dying (a hanging provider call, a crash it triggers): stop
+                await self._fail(
+                    delivery, "permanent", f"handed out {delivery.times_delivered} times without an outcome", None
+                )
                 return
             await self._send(delivery, sender)
         finally:

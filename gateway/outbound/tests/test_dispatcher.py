@@ -123,6 +123,18 @@ async def test_emergency_goes_before_queued_bulk(queue):
 # --- outcomes ---------------------------------------------------------------------------------------
 
 
+async def test_a_copy_of_a_sent_message_is_dropped_not_failed_even_without_a_sender(queue):
+    # the log is asked before any outcome is recorded: a failure written over "sent" would turn a
+    # delivered broadcast recipient into an SMS fallback
+    recorder = Recorder()
+    recorder.delivered["m1"].append((SendResult(provider_id="SMS0"), msg("m1")))
+    await queue.add(msg("m1"))
+    d = dispatcher(queue, {}, recorder)
+    async with running(d):
+        await until_drained(queue)
+    assert recorder.failures == {} and d.stats()["skipped"] == 1
+
+
 async def test_retry_then_success_is_sent_once_with_attempts_recorded(queue):
     sms = ScriptedSender(script={"m1": [SendError("retry", "503 from provider"), SendError("retry", "reset"), None]})
     recorder = Recorder()
