@@ -57,8 +57,8 @@ def show_times(pack: CityPack, film_title: str, cinema_name: str) -> list[str]:
     return sorted({t for s in showings(pack, film_title, cinema_name) for t in s.times})
 
 
-def showing_at(pack: CityPack, film_title: str, cinema_name: str, time: str) -> Showing:
-    return next(s for s in showings(pack, film_title, cinema_name) if time in s.times)
+def showing_at(pack: CityPack, film_title: str, cinema_name: str, time: str) -> Showing | None:
+    return next((s for s in showings(pack, film_title, cinema_name) if time in s.times), None)
 
 
 def utility_kind_of(pack: CityPack, text: str) -> UtilityKind | None:

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.config import get_settings
 from gateway.db.engine import async_engine, session_factory
+from intents import zh
 from intents.city.pack import CityPack, load_pack
 from intents.city.tables import Table, load_tables
 from intents.services import Service
@@ -48,6 +49,18 @@ class Context:
     @property
     def today(self) -> date:
         return self.now.date()
+
+    @property
+    def day(self) -> date:
+        """The date slot as a date. A form validates it to ISO, but a slot the form does not ask for
+        (the movie form's date) keeps the citizen's words ("明天"): read both; today when unset."""
+        value = self.slot("date")
+        if not value:
+            return self.today
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            return zh.parse_date(str(value), self.today) or self.today
 
     def slot(self, name: str) -> Any:
         return self.slots.get(name)

@@ -118,8 +118,7 @@ async def _show_time(value: Any, ctx: Context) -> Check:
         times = lookup.show_times(ctx.pack, film, cinema)
         if clock not in times:
             return Check(None, f"{cinema}没有{clock}的《{film}》，可选场次：{'、'.join(times)}。")
-        day = date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
-        if day == ctx.today and clock <= ctx.now.strftime("%H:%M"):
+        if ctx.day == ctx.today and clock <= ctx.now.strftime("%H:%M"):
             return Check(None, f"今天{clock}的场次已经开始了，请选择稍晚的场次。")
     return Check(clock)
 
@@ -256,7 +255,7 @@ async def ask(slot: str, ctx: Context) -> tuple[str, list[dict[str, str]]]:
     elif slot == "cinema":
         options = lookup.cinemas_showing(pack, ctx.slot("film")) if ctx.slot("film") else [c.name for c in pack.cinemas]
     elif slot == "show_time" and ctx.slot("film") and ctx.slot("cinema"):
-        day = date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
+        day = ctx.day
         times = lookup.show_times(pack, ctx.slot("film"), ctx.slot("cinema"))
         options = [t for t in times if day > ctx.today or t > ctx.now.strftime("%H:%M")]
         if not options:

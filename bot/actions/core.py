@@ -8,6 +8,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from bot.actions.context import context_for
+from bot.actions.safety import never_silent
 from bot.actions.services import remember
 from intents import slots as slot_rules
 from intents.handlers import run_service
@@ -20,6 +21,7 @@ def _entities(tracker: Tracker) -> dict[str, str]:
     return {e["entity"]: e["value"] for e in tracker.latest_message.get("entities", [])}
 
 
+@never_silent
 class Help(Action):
     """The family menu; a family button lists its services."""
 
@@ -32,6 +34,7 @@ class Help(Action):
         return []
 
 
+@never_silent
 class OutOfScope(Action):
     """No city service: a keyword search first ("公积金"), else a polite no and the menu."""
 
@@ -44,6 +47,7 @@ class OutOfScope(Action):
         return []
 
 
+@never_silent
 class Inform(Action):
     """A bare answer with no question pending: a follow-up to the last question ("那明天呢？"),
     or "人民医院" out of the blue, which offers the services that take a hospital."""
@@ -73,6 +77,7 @@ class Inform(Action):
         return await run_service(service, context), remember(service, context)
 
 
+@never_silent
 class Search(Action):
     """A bare keyword ("公积金"): the services it matches, to choose from."""
 

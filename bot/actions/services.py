@@ -11,6 +11,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from bot.actions.context import context_for
+from bot.actions.safety import never_silent
 from intents import slots as slot_rules
 from intents.handlers import run_service, summarise
 from intents.runtime import Context
@@ -26,6 +27,7 @@ def reset_events(service: Service) -> list[EventType]:
     return [SlotSet(name, None) for name in [*service.slots, "confirmed", "requested_slot", "request_text"]]
 
 
+@never_silent
 class ServiceAction(Action, ABC):
     """Answers a service once its form (if any) is complete."""
 
@@ -35,6 +37,9 @@ class ServiceAction(Action, ABC):
 
     def name(self) -> str:
         return f"action_svc_{self.service.id}"
+
+    def failure_events(self, tracker: Tracker) -> list[EventType]:
+        return reset_events(self.service)
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         if self.service.confirm and tracker.get_slot("confirmed") is False:
@@ -63,6 +68,7 @@ def remember(service: Service, context: Context) -> list[EventType]:
     return [SlotSet("last_service", service.id), SlotSet("last_slots", values)]
 
 
+@never_silent
 class ServiceFormValidation(FormValidationAction, ABC):
     """Checks each answer against the city's data, in the order the form asks for them."""
 
@@ -104,6 +110,7 @@ class ServiceFormValidation(FormValidationAction, ABC):
         return intent in {*FREE_TEXT_INTENTS, self.service.intent} and 0 < len(text) <= MAX_FREE_TEXT
 
 
+@never_silent
 class AskSlot(Action, ABC):
     """Asks for one slot, offering the data's choices (departments of the chosen hospital…) as buttons."""
 
@@ -123,6 +130,7 @@ class AskSlot(Action, ABC):
         return []
 
 
+@never_silent
 class AskConfirmation(Action):
     def name(self) -> str:
         return "action_ask_confirmed"
@@ -134,6 +142,7 @@ class AskConfirmation(Action):
         return []
 
 
+@never_silent
 class CancelService(Action):
     def name(self) -> str:
         return "action_cancel"

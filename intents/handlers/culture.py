@@ -15,7 +15,7 @@ from intents.services import Service
 
 
 def _day(ctx: Context) -> date:
-    return date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
+    return ctx.day
 
 
 def _day_label(day: date, ctx: Context) -> str:
@@ -53,8 +53,17 @@ def _showing(ctx: Context):
     return lookup.showing_at(ctx.pack, ctx.slot("film"), ctx.slot("cinema"), ctx.slot("show_time"))
 
 
+NO_SHOWING = "{cinema}没有{time}的《{film}》，请发送“{film}场次”查看可选场次后重新购票。"
+
+
+def _no_showing(ctx: Context) -> str:
+    return NO_SHOWING.format(cinema=ctx.slot("cinema"), time=ctx.slot("show_time"), film=ctx.slot("film"))
+
+
 async def summary(service: Service, ctx: Context) -> str:
     showing, count = _showing(ctx), int(ctx.slot("ticket_count"))
+    if showing is None:
+        return _no_showing(ctx)
     hall = ctx.pack.hall(showing.hall)
     total = round(showing.price_yuan * 100) * count
     return (
@@ -77,6 +86,8 @@ def _seat_names(first: int, count: int, per_row: int) -> list[str]:
 
 async def book_tickets(service: Service, ctx: Context) -> Answer:
     showing, count = _showing(ctx), int(ctx.slot("ticket_count"))
+    if showing is None:
+        return Answer(_no_showing(ctx))
     hall = ctx.pack.hall(showing.hall)
     screening = await _screening(ctx, showing, hall.rows * hall.seats_per_row)
     total = round(showing.price_yuan * 100) * count

@@ -29,7 +29,7 @@ async def live(service: Service, ctx: Context) -> Answer:
     feed, source = feeds(), service.params["feed"]
     district = ctx.slot("district") or DEFAULT_DISTRICT
     if source == "weather":
-        day = date.fromisoformat(ctx.slot("date")) if ctx.slot("date") else ctx.today
+        day = ctx.day
         w = feed.weather(district, day)
         return Answer(f"{district}{_day_name(day, ctx)}：{w.sky}，{w.low}~{w.high}℃，{w.wind}")
     if source == "air_quality":

@@ -1,0 +1,68 @@
+"""Never silent: an action that fails still answers the citizen, in Chinese, with a reference to quote.
+
+Without this an exception inside an action leaves the turn with no reply at all (Rasa logs the error
+and moves on), which a citizen reads as the assistant ignoring them."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import secrets
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+log = logging.getLogger("bot.actions")
+
+FAILED = (
+    "抱歉，刚才处理您的请求时出了问题，没有办成（问题编号 {ref}）。"
+    "请稍后再试，或发送“菜单”选择其他服务；也可拨打12345政务服务热线。"
+)
+
+Run = Callable[[Any, CollectingDispatcher, Tracker, DomainDict], Awaitable[list[EventType]]]
+A = TypeVar("A", bound=type)
+
+
+def _masked(sender_id: str | None) -> str:
+    # Web chat session ids are the chat's credential: enough to correlate, never enough to reuse.
+    return f"{sender_id[:3]}***{sender_id[-3:]}" if sender_id and len(sender_id) > 6 else "***"
+
+
+def _where(exc: BaseException) -> str:
+    # file:line only: the exception's text may quote slot values (ID numbers, phone numbers).
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+
+
+def never_silent(cls: A) -> A:
+    """Wraps the action's run: on any exception, drop its half-said messages, answer FAILED and return
+    the class's `failure_events` (default: none, so an open form simply asks its question again)."""
+    run: Run = cls.run
+
+    @functools.wraps(run)
+    async def guarded(self: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict):
+        try:
+            return await run(self, dispatcher, tracker, domain)
+        except Exception as exc:
+            ref = secrets.token_hex(3).upper()
+            log.error(
+                "action %s failed with %s at %s (ref %s, conversation %s)",
+                self.name(),
+                type(exc).__name__,
+                _where(exc),
+                ref,
+                _masked(tracker.sender_id),
+            )
+            dispatcher.messages.clear()
+            dispatcher.utter_message(text=FAILED.format(ref=ref))
+            failure_events = getattr(self, "failure_events", None)
+            return failure_events(tracker) if failure_events else []
+
+    cls.run = guarded
+    return cls
