@@ -49,7 +49,7 @@ def tracker(text: str, slots: dict | None = None) -> Tracker:
 
 def action_for(kind: str):
     service = next(s for s in catalogue().services if s.handler == kind)
-    return service, getattr(service_actions, f"Svc_{service.id}")()
+    return getattr(service_actions, f"Svc_{service.id}")()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -58,7 +58,7 @@ async def test_a_failing_handler_still_answers_in_chinese(kind, database, monkey
         raise RuntimeError("database went away 13912345678")
 
     monkeypatch.setitem(handlers.HANDLERS, kind, broken)
-    service, action = action_for(kind)
+    action = action_for(kind)
     dispatcher = CollectingDispatcher()
     with caplog.at_level(logging.ERROR, logger="bot.actions"):
         events = await action.run(dispatcher, tracker("帮我办一下", {"confirmed": True}), {})
