@@ -8,6 +8,11 @@ from intents.services import Service, catalogue
 
 SORRY = "抱歉，这个我暂时帮不上忙。"
 MAX_BUTTONS = 10
+# "Did you mean": services the classifier ranked at least this likely are offered when it is unsure.
+# Chosen on a split of the training data, never on the held-out sets (README "Did you mean").
+DID_YOU_MEAN_FLOOR = 0.1
+DID_YOU_MEAN_MAX = 3
+SAID = "said"  # the entity a did-you-mean button carries: the citizen's own words, said again
 
 
 def _service_buttons(services: list[Service]) -> list[dict[str, str]]:
@@ -52,6 +57,26 @@ def out_of_scope(text: str = "") -> Answer:
     if found is not None:
         return found
     return Answer(f"{SORRY}我可以帮您办理公交、医疗、缴费、社保、政务等城市服务，请选择：", family_menu().buttons)
+
+
+def did_you_mean(text: str, ranking: list[dict], entities: dict[str, str]) -> Answer | None:
+    """When the classifier is unsure, the few services it found plausible, as buttons that restate the
+    citizen's words under the chosen service (two-stage fallback); None when none is plausible."""
+    services = {s.intent: s for s in catalogue().services}
+    picks = [
+        services[r["name"]]
+        for r in ranking
+        if r.get("name") in services and r.get("confidence", 0) >= DID_YOU_MEAN_FLOOR
+    ]
+    if not picks:
+        return None
+    picks = picks[:DID_YOU_MEAN_MAX]
+    buttons = []
+    for service in picks:
+        given = {k: v for k, v in entities.items() if k in service.slots}
+        buttons.append(button(service.name, service.intent, **given, **{SAID: text}))
+    buttons.append(button("都不是", "out_of_scope"))
+    return Answer("没太明白您的意思，您是想办理：", buttons)
 
 
 def services_for_entities(entities: dict[str, str]) -> Answer:

@@ -13,8 +13,10 @@ from typing import Any
 
 import yaml
 
+from intents.city import china
 from intents.city.pack import load_pack
 from intents.city.tables import load_tables
+from intents.menu import SAID
 from intents.services import ANNOTATION, Catalogue, annotated_entities, load_catalogue, plain_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +58,13 @@ def pack_names(pack_dir: Path = PACK) -> dict[str, dict[str, list[str]]]:
     # "独山子" for 独山子区; but not "克拉玛依", which is the city's name inside every other name.
     city = pack.city.name.removesuffix("市")
     names["districts"] = {d.name: [a for a in [d.name.removesuffix("区")] if a != city] for d in pack.districts}
+    home = {
+        pack.city.name,
+        city,
+        *(d.name for d in pack.districts),
+        *(a for d in pack.districts for a in names["districts"][d.name]),
+    }
+    names["china_places"] = china.names(exclude=home)
     names["tables"] = {
         record.name: list(record.aliases) for table in load_tables(pack_dir).values() for record in table.records
     }
@@ -176,7 +185,7 @@ def build_domain(cat: Catalogue) -> str:
         "version": "3.1",
         "session_config": {"session_expiration_time": 60, "carry_over_slots_to_new_session": False},
         "intents": [*cat.core_intents, "search", *(s.intent for s in services)],
-        "entities": [*cat.slots, "family"],  # family: only from menu buttons
+        "entities": [*cat.slots, "family", SAID],  # only from buttons: a menu family, restated words
         "slots": slots,
         "forms": forms,
         "responses": RESPONSES,

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, Field, model_validator
 
 CATALOGUE_DIR = Path(__file__).with_name("catalogue")
+EXAMPLES_DIR = "examples"
 ANNOTATION = re.compile(r"\[([^\]]+)\]\(([a-z_]+)\)")
 
 
@@ -106,15 +107,32 @@ def plain_text(example: str) -> str:
     return ANNOTATION.sub(lambda m: m.group(1), example)
 
 
+def _more_examples(directory: Path, name: str) -> dict[str, list[str]]:
+    """examples/<family>.yaml: the bulk of each service's training examples, kept apart from the
+    service definitions so the family files stay readable."""
+    path = directory / EXAMPLES_DIR / f"{name}.yaml"
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
 def load_catalogue(directory: Path = CATALOGUE_DIR) -> Catalogue:
     slots_raw = yaml.safe_load((directory / "_slots.yaml").read_text(encoding="utf-8"))["slots"]
     slots = {name: SlotSpec(name=name, **spec) for name, spec in slots_raw.items()}
     core = yaml.safe_load((directory / "_core.yaml").read_text(encoding="utf-8"))["core_intents"]
+    for intent, more in _more_examples(directory, "_core").items():
+        core[intent] = [*core.get(intent, []), *more]
     families = []
     for path in sorted(directory.glob("[!_]*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         family = Family(**raw["family"])
-        family.services = [Service(**s, family=family.id) for s in raw.get("services", [])]
+        more = _more_examples(directory, family.id)
+        family.services = [
+            Service(**{**s, "examples": [*s["examples"], *more.pop(s["id"], [])]}, family=family.id)
+            for s in raw.get("services", [])
+        ]
+        if more:
+            raise ValueError(f"{EXAMPLES_DIR}/{family.id}.yaml: examples for unknown services {sorted(more)}")
         families.append(family)
     families.sort(key=lambda f: f.order)
     catalogue = Catalogue(families=families, slots=slots, core_intents=core)

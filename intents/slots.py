@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from intents import availability, lookup, zh
+from intents.city import china
 from intents.city.tables import resolve_record
 from intents.runtime import Context, button
 from intents.services import catalogue
@@ -155,6 +156,13 @@ async def _account_no(value: Any, ctx: Context) -> Check:
     return Check(digits)
 
 
+async def _city(value: Any, ctx: Context) -> Check:
+    place = china.find(zh.normalize_text(str(value)))
+    if place is None:
+        return Check(None, f"没有找到城市“{value}”，请说城市名，例如“乌鲁木齐”。")
+    return Check(place.short or place.name)
+
+
 async def _booking_no(value: Any, ctx: Context) -> Check:
     return Check(zh.normalize_text(str(value)).upper())
 
@@ -226,6 +234,7 @@ VALIDATORS: dict[str, Callable[[Any, Context], Awaitable[Check]]] = {
     "bank_branch": _by_name("bank_branch", "bank_branch", "网点"),
     "business_type": _by_name("business_type", "business_type", "业务类型"),
     "booking_no": _booking_no,
+    "city": _city,
 }
 
 

@@ -4,6 +4,7 @@ from rasa_sdk import Tracker
 
 from gateway.conversations import citizen_of
 from intents import runtime
+from intents.menu import SAID
 from intents.services import Service
 
 
@@ -14,14 +15,20 @@ async def context_for(tracker: Tracker, service: Service | None = None) -> runti
             citizen_id: int | None = await citizen_of(db, tracker.sender_id)
         except LookupError:  # a conversation that did not come through the gateway (rasa shell)
             citizen_id = None
+    entities = tracker.latest_message.get("entities") or []
+    # A "did you mean" button restates the citizen's words: handlers read those, not the payload.
+    said = next((e["value"] for e in entities if e.get("entity") == SAID), None)
+    slots = dict(tracker.slots)
+    if said and slots.get("request_text"):
+        slots["request_text"] = said
     return runtime.Context(
-        slots=dict(tracker.slots),
+        slots=slots,
         citizen_id=citizen_id,
         conversation_id=tracker.sender_id,
-        text=tracker.latest_message.get("text") or "",
+        text=said or tracker.latest_message.get("text") or "",
         now=runtime.now(),
         pack=runtime.pack(),
         sessions=sessions,
         service=service,
-        entities=sorted(tracker.latest_message.get("entities") or [], key=lambda e: e.get("start", 0)),
+        entities=sorted(entities, key=lambda e: e.get("start", 0)),
     )

@@ -12,7 +12,7 @@ from bot.actions.safety import never_silent
 from bot.actions.services import remember
 from intents import slots as slot_rules
 from intents.handlers import run_service
-from intents.menu import help_menu, out_of_scope, search, services_for_entities
+from intents.menu import did_you_mean, help_menu, out_of_scope, search, services_for_entities
 from intents.runtime import Answer
 from intents.services import catalogue
 
@@ -36,13 +36,18 @@ class Help(Action):
 
 @never_silent
 class OutOfScope(Action):
-    """No city service: a keyword search first ("公积金"), else a polite no and the menu."""
+    """Not understood: the plausible services as buttons ("did you mean"); no city service: a keyword
+    search ("公积金"), else a polite no and the menu."""
 
     def name(self) -> str:
         return "action_out_of_scope"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        answer = out_of_scope(tracker.latest_message.get("text") or "")
+        message = tracker.latest_message
+        text = message.get("text") or ""
+        unsure = (message.get("intent") or {}).get("name") == "nlu_fallback" and not text.startswith("/")
+        answer = unsure and did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker))
+        answer = answer or out_of_scope(text)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []
 

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from intents.handlers import culture, education, finance, generic, health, live, transport, utilities
+from intents.handlers import (
+    culture,
+    education,
+    finance,
+    generic,
+    health,
+    live,
+    places,
+    transport,
+    travel,
+    triage,
+    utilities,
+)
 from intents.runtime import Answer, Context
 from intents.services import Service
 
@@ -29,6 +41,9 @@ HANDLERS: dict[str, Run] = {
     "bus_stop_lines": transport.bus_stop_lines,
     "phone_topup": utilities.phone_topup,
     "school_notices": education.school_notices,
+    "travel": travel.travel,
+    "symptom_triage": triage.symptom_triage,
+    "place_directions": places.place_directions,
     # generic kinds: most services are one of these plus data
     "info": generic.info,
     "lookup": generic.lookup,

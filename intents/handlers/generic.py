@@ -34,6 +34,12 @@ def _record(ctx: Context) -> Record | None:
 
 
 async def info(service: Service, ctx: Context) -> Answer:
+    notice = service.params.get("notice")
+    answer = await _info(service, ctx)
+    return Answer(f"{notice}\n{answer.text}", answer.buttons) if notice else answer
+
+
+async def _info(service: Service, ctx: Context) -> Answer:
     table = ctx.table
     record = _record(ctx)
     if record is not None:

@@ -25,13 +25,32 @@ def _number(value: object) -> int:
     return int("".join(ch for ch in str(value) if ch.isdigit()) or 0)
 
 
+def _weather_line(feed: LiveFeeds, district: str, day: date) -> str:
+    w = feed.weather(district, day)
+    return f"{w.sky}，{w.low}~{w.high}℃，{w.wind}"
+
+
+def _another_city(ctx: Context) -> str | None:
+    """Another city the citizen asks about ("石河子冷不冷"); the city itself and its districts are not."""
+    city = ctx.slot("city")
+    home = ctx.pack.city.name
+    if not city or city in home or home.removesuffix("市") in city:
+        return None
+    return None if any(city in d.name for d in ctx.pack.districts) else city
+
+
 async def live(service: Service, ctx: Context) -> Answer:
     feed, source = feeds(), service.params["feed"]
     district = ctx.slot("district") or DEFAULT_DISTRICT
     if source == "weather":
+        elsewhere = _another_city(ctx)
+        if elsewhere:
+            return Answer(
+                f"我只能查询克拉玛依市各区的天气，{elsewhere}的天气请查看中国天气网或拨打12121。\n"
+                f"克拉玛依区今天：{_weather_line(feed, DEFAULT_DISTRICT, ctx.today)}",
+            )
         day = ctx.day
-        w = feed.weather(district, day)
-        return Answer(f"{district}{_day_name(day, ctx)}：{w.sky}，{w.low}~{w.high}℃，{w.wind}")
+        return Answer(f"{district}{_day_name(day, ctx)}：{_weather_line(feed, district, day)}")
     if source == "air_quality":
         a = feed.air_quality(district, ctx.now)
         return Answer(f"{district}空气质量指数{a.aqi}，{a.level}，首要污染物{a.pollutant}（{ctx.now:%H}时发布）")

@@ -90,31 +90,36 @@ def _stops_in_message(ctx: Context) -> list[str]:
     return resolved
 
 
-async def bus_route(service: Service, ctx: Context) -> Answer:
-    stops = _stops_in_message(ctx)
-    if len(stops) < 2:
-        return Answer("请告诉我起点和终点，例如“从世纪公园到火车站怎么坐车”。")
-    origin, destination = (lookup.named(ctx.pack, "bus_stop", name) for name in stops[:2])
+def route_plans(pack, origin, destination, limit: int = 3) -> list[str]:
+    """Up to `limit` bus plans between two stops, fewest stops first: direct lines, else one change."""
     plans = []
-    for line in ctx.pack.bus_lines:  # direct lines first
+    for line in pack.bus_lines:  # direct lines first
         if origin.id in line.stops and destination.id in line.stops:
             hops = abs(line.stops.index(destination.id) - line.stops.index(origin.id))
             plans.append((hops, f"乘坐{line.name}直达，{hops}站"))
     if not plans:  # one change
-        for first in ctx.pack.lines_at(origin.id):
-            for second in ctx.pack.lines_at(destination.id):
+        for first in pack.lines_at(origin.id):
+            for second in pack.lines_at(destination.id):
                 if first.id == second.id:
                     continue
                 for change in set(first.stops) & set(second.stops):
                     hops = abs(first.stops.index(change) - first.stops.index(origin.id)) + abs(
                         second.stops.index(destination.id) - second.stops.index(change)
                     )
-                    name = ctx.pack.stop(change).name
+                    name = pack.stop(change).name
                     plans.append((hops, f"乘坐{first.name}到{name}，换乘{second.name}，共{hops}站"))
+    return [text for _hops, text in sorted(set(plans))[:limit]]
+
+
+async def bus_route(service: Service, ctx: Context) -> Answer:
+    stops = _stops_in_message(ctx)
+    if len(stops) < 2:
+        return Answer("请告诉我起点和终点，例如“从世纪公园到火车站怎么坐车”。")
+    origin, destination = (lookup.named(ctx.pack, "bus_stop", name) for name in stops[:2])
+    plans = route_plans(ctx.pack, origin, destination)
     if not plans:
         return Answer(f"从{origin.name}到{destination.name}没有一次换乘以内的公交方案，建议乘坐出租车。")
-    best = sorted(set(plans))[:3]
-    lines = [f"从{origin.name}到{destination.name}：", *(f"{n}. {text}" for n, (_h, text) in enumerate(best, 1))]
+    lines = [f"从{origin.name}到{destination.name}：", *(f"{n}. {text}" for n, text in enumerate(plans, 1))]
     return Answer("\n".join(lines))
 
 
