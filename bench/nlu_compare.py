@@ -1,6 +1,7 @@
-"""Compare NLU pipelines on the held-out set: the fast one (logistic regression, bot/config.yml) and
-DIET (bot/config-diet.yml). For each: training time, held-out accuracy / macro-F1 / entity F1 /
-out-of-scope rejection, and parse latency. Run: python -m bench.nlu_compare"""
+"""Compare NLU pipelines on the held-out sets: the chosen one (bot/config.yml) and the alternatives
+(bot/config-*.yml). For each: training time, accuracy / macro-F1 / entity F1 / out-of-scope rejection on
+the earlier batches and on the new batch (each on its own), parse latency and Rasa's memory.
+Run: python -m bench.nlu_compare [--only NAME ...] [--retrain]"""
 
 from __future__ import annotations
 
@@ -18,33 +19,48 @@ from gateway.rasa_env import model_path, start_rasa, stop, train, wait_http
 from intents.evaluation import evaluate, load_heldout
 from tests.stack import free_port
 
-CONFIGS = {"logistic regression": "config.yml", "DIET (50 epochs)": "config-diet.yml"}
+CONFIGS = {
+    "LR + e5 (chosen)": "config.yml",
+    "LR, n-grams only": "config-ngrams.yml",
+    "DIET (50 epochs)": "config-diet.yml",
+}
 
 
-async def measure(rasa_url: str) -> tuple[object, list[float]]:
+def rss_mib(pid: int) -> float:
+    """Resident memory of the Rasa server process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def measure(rasa_url: str) -> tuple[dict[str, object], list[float]]:
     async with aiohttp.ClientSession() as http:
 
         async def parse(text: str) -> dict:
             async with http.post(f"{rasa_url}/model/parse", json={"text": text}) as response:
                 return await response.json()
 
-        report = await evaluate(parse)
+        reports = {batch: await evaluate(parse, load_heldout(batch=batch)) for batch in ("old", "new")}
         texts = [e["text"] for e in load_heldout()["examples"]][:200]
         latencies = []
         for text in texts:  # one at a time: latency, not throughput
             started = time.perf_counter()
             await parse(text)
             latencies.append((time.perf_counter() - started) * 1000)
-    return report, latencies
+    return reports, latencies
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--retrain", action="store_true", help="train even when a model is cached (to time it)")
+    parser.add_argument("--only", nargs="*", help="pipeline names (or config files) to run")
     args = parser.parse_args()
     settings = Settings()
     rows = []
     for name, config in CONFIGS.items():
+        if args.only and name not in args.only and config not in args.only:
+            continue
         cached = model_path(settings, config).exists()
         started = time.perf_counter()
         model = train(settings, force=args.retrain, config=config)
@@ -56,22 +72,26 @@ def main() -> None:
             started = time.perf_counter()
             wait_http(f"http://127.0.0.1:{port}/status", 300, proc, log)
             load_s = time.perf_counter() - started
-            report, latencies = asyncio.run(measure(f"http://127.0.0.1:{port}"))
+            reports, latencies = asyncio.run(measure(f"http://127.0.0.1:{port}"))
+            rss = rss_mib(proc.pid)
         finally:
             stop(proc)
         p50 = statistics.median(latencies)
         p95 = statistics.quantiles(latencies, n=20)[18]
-        rows.append((name, train_s, load_s, report, p50, p95))
-        print(f"\n== {name} ==\n{report.table()}", flush=True)
+        rows.append((name, train_s, load_s, reports, p50, p95, rss))
+        for batch, report in reports.items():
+            print(f"\n== {name}, {batch} batches ==\n{report.table()}", flush=True)
     print(
-        f"\n{'pipeline':<22}{'train s':>9}{'load s':>8}{'accuracy':>10}{'macro-F1':>10}{'entity F1':>10}{'OOS rej.':>10}"
-        f"{'p50 ms':>8}{'p95 ms':>8}"
+        "\n| pipeline | train s | load s | old: accuracy / OOS rejected | new: accuracy / OOS rejected "
+        "| entity F1 old / new | parse p50 / p95 ms | Rasa RSS MiB |\n|---|---|---|---|---|---|---|---|"
     )
-    for name, train_s, load_s, r, p50, p95 in rows:
+    for name, train_s, load_s, r, p50, p95, rss in rows:
         trained = "cached" if train_s is None else f"{train_s:.0f}"
+        old, new = r["old"], r["new"]
         print(
-            f"{name:<22}{trained:>9}{load_s:>8.0f}{r.accuracy:>10.1%}{r.macro_f1:>10.3f}{r.entity_f1:>10.3f}"
-            f"{r.oos_rejection:>10.1%}{p50:>8.1f}{p95:>8.1f}"
+            f"| {name} | {trained} | {load_s:.0f} | {old.accuracy:.1%} / {old.oos_rejection:.1%} "
+            f"| {new.accuracy:.1%} / {new.oos_rejection:.1%} | {old.entity_f1:.3f} / {new.entity_f1:.3f} "
+            f"| {p50:.1f} / {p95:.1f} | {rss:.0f} |"
         )
 
 

@@ -22,7 +22,14 @@ log = logging.getLogger(__name__)
 
 BOT = REPO_ROOT / "bot"
 REQUIREMENTS = BOT / "requirements-rasa.txt"
-MODEL_INPUTS = ["bot/config.yml", "bot/domain.yml", "bot/data/**/*", "data/jieba/*", "bot/requirements-rasa.txt"]
+MODEL_INPUTS = [
+    "bot/config.yml",
+    "bot/domain.yml",
+    "bot/data/**/*",
+    "bot/components/*.py",
+    "data/jieba/*",
+    "bot/requirements-rasa.txt",
+]
 MISALIGNED = "Misaligned entity annotation"
 
 
@@ -105,7 +112,9 @@ def train(settings: Settings, force: bool = False, config: str = "config.yml") -
         ]  # fmt: skip
         log.info("training the Rasa model: its inputs changed (a few minutes on 2 cores)")
         started = time.monotonic()
-        proc = subprocess.run(command, cwd=BOT, env=rasa_environ(), capture_output=True, text=True)
+        # Sentence vectors are kept across trainings: a data edit embeds only the new examples.
+        env = rasa_environ(CITYGW_E5_CACHE=str(settings.cache_dir / "e5-vectors.sqlite"))
+        proc = subprocess.run(command, cwd=BOT, env=env, capture_output=True, text=True)
         output = proc.stdout + proc.stderr
         if proc.returncode != 0:
             # Progress bars and library warnings bury Rasa's own message: drop them.

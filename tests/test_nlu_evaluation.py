@@ -1,19 +1,21 @@
-"""Held-out NLU evaluation against the trained model served by the real Rasa server.
-The floors were set from the first honest measurement (see README); a model that gets worse fails."""
+"""Held-out NLU evaluation against the trained model served by the real Rasa server, for the earlier
+batches and for the new batch written for issue 11 (each reported on its own, never tuned on).
+The floors sit a little under the measured figures (README); a model that gets worse fails."""
 
 import aiohttp
+import pytest
 
-from intents.evaluation import evaluate
+from intents.evaluation import evaluate, load_heldout
 
-# Floors from the first full measurement (151 services, 1239 held-out utterances, 160 out of scope):
-# accuracy 86.5 %, out-of-scope rejected 95.0 %, entity F1 0.992. Training is deterministic
-# (random_state 42); the margin absorbs data edits that do not make the model worse.
-MIN_ACCURACY = 0.84
-MIN_OOS_REJECTION = 0.92
-MIN_ENTITY_F1 = 0.97
+# batch: (accuracy, out-of-scope rejected, entity F1) floors, from the measurement in README.
+FLOORS = {
+    "old": (0.84, 0.92, 0.97),
+    "new": (0.50, 0.80, 0.80),
+}
 
 
-async def test_heldout_utterances_are_understood(stacks):
+@pytest.mark.parametrize("batch", list(FLOORS))
+async def test_heldout_utterances_are_understood(stacks, batch):
     rasa = stacks["sqlite"].rasa_url
     async with aiohttp.ClientSession() as http:
 
@@ -21,8 +23,9 @@ async def test_heldout_utterances_are_understood(stacks):
             async with http.post(f"{rasa}/model/parse", json={"text": text}) as response:
                 return await response.json()
 
-        report = await evaluate(parse)
-    print("\n" + report.table())
-    assert report.accuracy >= MIN_ACCURACY, report.table()
-    assert report.oos_rejection >= MIN_OOS_REJECTION, report.table()
-    assert report.entity_f1 >= MIN_ENTITY_F1, report.table()
+        report = await evaluate(parse, load_heldout(batch=batch))
+    print(f"\n{batch} batches:\n" + report.table())
+    accuracy, oos, entity_f1 = FLOORS[batch]
+    assert report.accuracy >= accuracy, report.table()
+    assert report.oos_rejection >= oos, report.table()
+    assert report.entity_f1 >= entity_f1, report.table()
