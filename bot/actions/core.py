@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
@@ -11,10 +13,33 @@ from bot.actions.context import context_for
 from bot.actions.safety import never_silent
 from bot.actions.services import remember
 from intents import slots as slot_rules
+from intents import zh
+from intents.city.tables import resolve_record
 from intents.handlers import run_service
 from intents.menu import did_you_mean, help_menu, out_of_scope, search, services_for_entities
-from intents.runtime import Answer
-from intents.services import catalogue
+from intents.runtime import Answer, tables
+from intents.services import Service, catalogue
+
+FOLLOW_UP = re.compile(r"^(那|那么|还有)?(.{2,12}?)(的)?(呢|怎么样|咋样|如何)?[?？。！!]*$")
+
+
+def _follow_up_words(text: str) -> str | None:
+    """X of a "那X呢"-shaped message; None for anything else (a longer message is a new question)."""
+    found = FOLLOW_UP.match(zh.normalize_text(text).replace(" ", ""))
+    return found.group(2) if found and (found.group(1) or found.group(4)) else None
+
+
+def looks_like_follow_up(text: str) -> bool:
+    return _follow_up_words(text) is not None
+
+
+def named_record(service: Service, text: str) -> str | None:
+    """The record of the service's table that a short follow-up names ("那焊接的呢" → 焊工培训班)."""
+    words = _follow_up_words(text)
+    if words is None:
+        return None
+    record, _suggestions = resolve_record(tables()[service.params["table"]], words)
+    return record.name if record else None
 
 
 def _entities(tracker: Tracker) -> dict[str, str]:
@@ -45,6 +70,12 @@ class OutOfScope(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         message = tracker.latest_message
         text = message.get("text") or ""
+        # "那焊接的呢" after a list of courses: not understood alone, understood as a follow-up.
+        follow_up = await Inform.follow_up(tracker, _entities(tracker)) if looks_like_follow_up(text) else None
+        if follow_up is not None:
+            answer, events = follow_up
+            dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+            return events
         unsure = (message.get("intent") or {}).get("name") == "nlu_fallback" and not text.startswith("/")
         answer = unsure and did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker))
         answer = answer or out_of_scope(text)
@@ -62,15 +93,24 @@ class Inform(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         entities = _entities(tracker)
-        answer, events = await self._follow_up(tracker, entities) or (services_for_entities(entities), [])
+        answer, events = await self.follow_up(tracker, entities) or (services_for_entities(entities), [])
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return events
 
-    async def _follow_up(self, tracker: Tracker, entities: dict[str, str]) -> tuple[Answer, list[EventType]] | None:
+    @staticmethod
+    async def follow_up(tracker: Tracker, entities: dict[str, str]) -> tuple[Answer, list[EventType]] | None:
+        """The last question asked again with what this message changes: an entity it reads ("那5路呢"),
+        or, for a list of records, a record the words name ("那焊接的呢"). None when it is no follow-up."""
         last = tracker.get_slot("last_service")
-        if not last or not set(entities) & set(catalogue().service(last).slots):
+        if not last:
             return None
         service = catalogue().service(last)
+        entities = {k: v for k, v in entities.items() if k in service.slots}
+        if not entities and "item" in service.slots and "table" in service.params:
+            item = named_record(service, tracker.latest_message.get("text") or "")
+            entities = {"item": item} if item else {}
+        if not entities:
+            return None
         context = await context_for(tracker, service)
         context.slots.update(tracker.get_slot("last_slots") or {})
         for name, value in entities.items():

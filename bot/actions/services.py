@@ -61,11 +61,23 @@ class ServiceAction(Action, ABC):
 
 
 def remember(service: Service, context: Context) -> list[EventType]:
-    """Keep a question (never a transaction) so a follow-up like "那明天呢？" can repeat it."""
-    if service.form:
+    """Keep a question (never a transaction) so a follow-up like "那明天呢？" can repeat it. A question
+    may be a form ("12路到哪了" asks the line when missing); a transaction confirms."""
+    if service.confirm:
         return [SlotSet("last_service", None), SlotSet("last_slots", None)]
     values = {name: context.slots.get(name) for name in service.slots if context.slots.get(name) is not None}
     return [SlotSet("last_service", service.id), SlotSet("last_slots", values)]
+
+
+def carried_over(service: Service, tracker: Tracker) -> dict[str, Any]:
+    """Values the citizen gave for the last question that this service asks for too: "末班车几点" after
+    "12路到哪了" is about 12路, "那公积金明细呢" after the balance is about the same ID number."""
+    last = tracker.get_slot("last_slots") or {}
+    return {
+        name: last[name]
+        for name in service.required
+        if name in last and tracker.get_slot(name) is None and name not in ("date", "period")
+    }
 
 
 @never_silent
@@ -84,6 +96,8 @@ class ServiceFormValidation(FormValidationAction, ABC):
     ) -> list[EventType]:
         incoming: dict[str, Any] = tracker.slots_to_validate()
         requested = tracker.get_slot("requested_slot")
+        if requested is None:  # the form just started: what the last question named carries over
+            incoming = {**carried_over(self.service, tracker), **incoming}
         if requested and requested != "confirmed" and requested not in incoming and self._free_text(tracker):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
             # "您是不是要找…" instead of the same question again.
