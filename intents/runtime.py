@@ -25,6 +25,7 @@ CITY_TZ = ZoneInfo("Asia/Shanghai")
 class Answer:
     text: str
     buttons: list[dict[str, str]] = field(default_factory=list)
+    refused: bool = False  # the request could not be answered as asked (a value that does not check out)
 
 
 @dataclass

@@ -13,13 +13,23 @@ from rasa_sdk.types import DomainDict
 from bot.actions.context import context_for
 from bot.actions.safety import never_silent
 from intents import slots as slot_rules
+from intents.city.tables import record_in_sentence
 from intents.handlers import run_service, summarise
-from intents.runtime import Context
+from intents.runtime import Answer, Context, tables
 from intents.services import Service, catalogue
 
 CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消", "payload": "/cancel"}]
 DECLINED = "好的，已取消，没有为您办理任何业务。"
 FREE_TEXT_INTENTS = {"inform", "nlu_fallback", "out_of_scope"}
+# At a confirmation: words that reopen part of the choice, and the slots they reopen.
+CHANGE_WORDS = [
+    (
+        ("换一家", "换家", "换个地方", "换一个地方", "换个医院", "换个影院", "换个网点"),
+        ("item", "hospital", "cinema", "bank_branch"),
+    ),
+    (("换个时间", "换一天", "换个日子", "换个时候", "改时间", "改天"), ("date", "period", "show_time")),
+    (("换个科", "换个科室"), ("department",)),
+]
 MAX_FREE_TEXT = 30
 
 
@@ -46,18 +56,25 @@ class ServiceAction(Action, ABC):
             dispatcher.utter_message(text=DECLINED)
             return reset_events(self.service)
         context = await context_for(tracker, self.service)
-        if not self.service.form:  # no form validated these slots: do it here
-            for name in self.service.slots:
-                if context.slots.get(name) is None:
-                    continue
-                result = await slot_rules.validate(name, context.slots[name], context)
-                if result.value is None:
-                    dispatcher.utter_message(text=result.message, buttons=result.buttons)
-                    return reset_events(self.service)
-                context.slots[name] = result.value
-        answer = await run_service(self.service, context)
+        answer = await answer_validated(self.service, context) if not self.service.form else None
+        answer = answer or await run_service(self.service, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+        if answer.refused:
+            return reset_events(self.service)
         return [*reset_events(self.service), *remember(self.service, context)]
+
+
+async def answer_validated(service: Service, context: Context) -> Answer:
+    """A service without a form: its slots are checked here (the form would have), then it answers;
+    a value that does not check out is the answer instead (marked refused)."""
+    for name in service.slots:
+        if context.slots.get(name) is None:
+            continue
+        result = await slot_rules.validate(name, context.slots[name], context)
+        if result.value is None:
+            return Answer(result.message or "", result.buttons, refused=True)
+        context.slots[name] = result.value
+    return await run_service(service, context)
 
 
 def remember(service: Service, context: Context) -> list[EventType]:
@@ -98,6 +115,17 @@ class ServiceFormValidation(FormValidationAction, ABC):
         requested = tracker.get_slot("requested_slot")
         if requested is None:  # the form just started: what the last question named carries over
             incoming = {**carried_over(self.service, tracker), **incoming}
+            named = self._record_named(tracker)
+            if named and "item" in self.service.required and not incoming.get("item"):
+                incoming["item"] = named
+        elif requested == "confirmed":
+            changed = await self._change_of_mind(tracker, incoming)
+            if changed is not None:
+                return changed
+        elif requested not in incoming and not await self._answers(requested, tracker):
+            aside = await self._aside(dispatcher, tracker)
+            if aside is not None:
+                return aside
         if requested and requested != "confirmed" and requested not in incoming and self._free_text(tracker):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
             # "您是不是要找…" instead of the same question again.
@@ -116,6 +144,70 @@ class ServiceFormValidation(FormValidationAction, ABC):
         if "confirmed" in incoming:
             checked["confirmed"] = incoming["confirmed"]
         return [SlotSet(name, value) for name, value in checked.items()]
+
+    def _record_named(self, tracker: Tracker) -> str | None:
+        """The place or item a whole sentence names in passing ("约羽毛球 全民健身中心 明天上午")."""
+        if "table" not in self.service.params:
+            return None
+        record = record_in_sentence(tables()[self.service.params["table"]], tracker.latest_message.get("text") or "")
+        return record.name if record else None
+
+    async def _answers(self, requested: str, tracker: Tracker) -> bool:
+        """Whether the message's words are a valid value for the slot being asked ("康乐社区")."""
+        text = tracker.latest_message.get("text") or ""
+        if not 0 < len(text) <= MAX_FREE_TEXT:
+            return False
+        context = await context_for(tracker, self.service)
+        return (await slot_rules.validate(requested, text, context)).value is not None
+
+    async def _change_of_mind(self, tracker: Tracker, incoming: dict[str, Any]) -> list[EventType] | None:
+        """At the confirmation, "换个时间" / "换一家" / "不是这个，要银河路派出所" change the choice instead
+        of cancelling everything: the named slots are emptied (asked again) or replaced, then confirmed anew."""
+        text = tracker.latest_message.get("text") or ""
+        given = {k: v for k, v in incoming.items() if k in self.service.slots and v}
+        named = self._record_named(tracker)
+        if named and named != tracker.get_slot("item") and "item" in self.service.slots:
+            given["item"] = named
+        # "换个时间" alone reopens the time; "换个时间 下午" changes just the afternoon.
+        reopened = [
+            name
+            for words, names in CHANGE_WORDS
+            if any(w in text for w in words) and not set(names) & set(given)
+            for name in names
+            if name in self.service.required
+        ]
+        if not given and not reopened:
+            return None
+        context = await context_for(tracker, self.service)
+        events: list[EventType] = [SlotSet(name, None) for name in reopened]
+        for name in self.service.slots:  # catalogue order, as the form checks them
+            if name in given:
+                result = await slot_rules.validate(name, given[name], context)
+                context.slots[name] = result.value if result.value is not None else context.slots.get(name)
+                events.append(SlotSet(name, context.slots[name]))
+        return [*events, SlotSet("confirmed", None)]  # the summary is shown again to confirm
+
+    async def _aside(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType] | None:
+        """A question about another service in the middle of this one ("燃气第二档多少钱？" while asked for
+        an account number): answered, then this form goes on with a reminder. A transaction cannot be
+        started inside another: the citizen is told how to leave this one first."""
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        other = next((s for s in catalogue().services if s.intent == intent and s is not self.service), None)
+        if other is None:
+            return None
+        given = {e["entity"]: e["value"] for e in tracker.latest_message.get("entities") or []}
+        if other.confirm or any(name not in given for name in other.required):
+            dispatcher.utter_message(
+                text=f"您正在办理“{self.service.name}”。如需先办理“{other.name}”，请回复“取消”后再说。"
+            )
+            return [SlotSet("last_service", tracker.get_slot("last_service"))]
+        context = await context_for(tracker, other)
+        context.slots = {**given}
+        answer = await answer_validated(other, context)
+        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+        dispatcher.utter_message(text=f"您刚才在办理“{self.service.name}”，请继续：")
+        # Any slot set keeps Rasa from rejecting the form's turn; the form then asks its question again.
+        return [SlotSet("last_service", tracker.get_slot("last_service"))]
 
     def _free_text(self, tracker: Tracker) -> bool:
         """An answer that is neither a command (取消, 菜单) nor another service's request."""
