@@ -33,8 +33,10 @@ def family_services(family_name: str) -> Answer | None:
     family = next((f for f in catalogue().families if f.name == family_name or f.id == family_name), None)
     if family is None:
         return None
-    lines = [f"{family.name}：", *(f"{n}. {s.name}：{s.description}" for n, s in enumerate(family.services, 1))]
-    return Answer("\n".join(lines), [button(s.name, s.intent) for s in family.services])
+    # The buttons are the list (numbered lines on SMS and WeChat): descriptions would push them past
+    # what one message carries once a family has more than a dozen services.
+    text = f"{family.name}（{len(family.services)}项服务），请选择，或直接说出您的需要："
+    return Answer(text, [button(s.name, s.intent) for s in family.services])
 
 
 def search(text: str) -> Answer | None:

@@ -1,6 +1,6 @@
 """智能导诊: a citizen names what they feel ("拉肚子", "高血压怎么办", "娃娃发烧") and is told which
 department to see, at which hospitals, with a button to book it. Urgent signs come first, with 120.
-Rules live in the pack (triage.yaml); this is guidance, never a diagnosis, and the answer says so."""
+Rules live in the pack (guides/triage.yaml); this is guidance, never a diagnosis, and the answer says so."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class Triage(BaseModel):
 
 @lru_cache
 def triage(pack_dir: str | None = None) -> Triage:
-    path = Path(pack_dir or get_settings().city_pack) / "triage.yaml"
+    path = Path(pack_dir or get_settings().city_pack) / "guides" / "triage.yaml"
     return Triage(**yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
