@@ -84,3 +84,19 @@ async def citizen_of(db: AsyncSession, conversation_id: str) -> int:
     if conversation is None:
         raise LookupError(conversation_id)
     return conversation.citizen_id
+
+
+async def who_is_asking(db: AsyncSession, conversation_id: str) -> tuple[str | None, str | None]:
+    """(the phone the conversation's citizen has proved they hold, the channel), for personal records.
+    Proof is an SMS from the phone (the carrier vouches for the sender) or an SMS code answered (WeChat
+    binding, guardians), which is the only way a citizen's phone is recorded; a web chat session has none."""
+    conversation = await db.get(Conversation, conversation_id)
+    if conversation is None:
+        return None, None
+    citizen = await db.get(Citizen, conversation.citizen_id)
+    identity = await db.get(ChannelIdentity, conversation.identity_id)
+    if identity is None:
+        return None, None
+    # An SMS address is the phone number the carrier delivered from.
+    phone = identity.address if identity.channel == "sms" else (citizen.phone if citizen else None)
+    return phone, identity.channel

@@ -39,6 +39,8 @@ class Context:
     sessions: async_sessionmaker[AsyncSession]
     service: Service | None = None
     entities: list[dict[str, Any]] = field(default_factory=list)  # of the latest message, in order
+    verified_phone: str | None = None  # the phone the citizen proved they hold (SMS sender, bound WeChat)
+    channel: str | None = None
 
     @property
     def table(self) -> Table:

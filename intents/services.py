@@ -37,6 +37,7 @@ class Service(BaseModel):
     slots: list[str] = Field(default_factory=list)
     required: list[str] = Field(default_factory=list)
     confirm: bool = False
+    personal: bool = False  # its records belong to people: shown only to the owner (verified phone)
     keywords: list[str] = Field(default_factory=list)
     examples: list[str]
     test: list[Turn] = Field(default_factory=list)  # the conformance conversation

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rasa_sdk import Tracker
 
-from gateway.conversations import citizen_of
+from gateway.conversations import citizen_of, who_is_asking
 from intents import runtime
 from intents.menu import SAID
 from intents.services import Service
@@ -15,6 +15,7 @@ async def context_for(tracker: Tracker, service: Service | None = None) -> runti
             citizen_id: int | None = await citizen_of(db, tracker.sender_id)
         except LookupError:  # a conversation that did not come through the gateway (rasa shell)
             citizen_id = None
+        verified_phone, channel = await who_is_asking(db, tracker.sender_id)
     entities = tracker.latest_message.get("entities") or []
     # A "did you mean" button restates the citizen's words: handlers read those, not the payload.
     said = next((e["value"] for e in entities if e.get("entity") == SAID), None)
@@ -31,4 +32,6 @@ async def context_for(tracker: Tracker, service: Service | None = None) -> runti
         sessions=sessions,
         service=service,
         entities=sorted(entities, key=lambda e: e.get("start", 0)),
+        verified_phone=verified_phone,
+        channel=channel,
     )

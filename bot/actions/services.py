@@ -113,6 +113,10 @@ class ServiceFormValidation(FormValidationAction, ABC):
     ) -> list[EventType]:
         incoming: dict[str, Any] = tracker.slots_to_validate()
         requested = tracker.get_slot("requested_slot")
+        if requested is None and self.service.personal:
+            context = await context_for(tracker, self.service)
+            if not context.verified_phone:  # never ask an ID number of someone who cannot see the record
+                return [SlotSet("requested_slot", None)]  # ends the form: the service says how to verify
         if requested is None:  # the form just started: what the last question named carries over
             incoming = {**carried_over(self.service, tracker), **incoming}
             named = self._record_named(tracker)

@@ -17,6 +17,7 @@ class Record(BaseModel):
     name: str
     aliases: list[str] = Field(default_factory=list)
     key: str | None = None
+    owner: str | None = None  # the phone (E.164) of the person the record belongs to; never shown
     district: str | None = None
     summary: str = ""
     capacity: int | None = None

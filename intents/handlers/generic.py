@@ -9,7 +9,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from gateway.db.models import Application, Booking, ResourceSlot, Subscription, utcnow
+from gateway.db.models import Application, AuditLog, Booking, ResourceSlot, Subscription, utcnow
 from intents.capacity import capacity_row, give_back, take
 from intents.city.tables import Record
 from intents.handlers.refs import insert_with_ref
@@ -54,13 +54,39 @@ async def _info(service: Service, ctx: Context) -> Answer:
     return Answer("\n".join(lines), [button(r.name, service.intent, item=r.name) for r in records[:LIST_LIMIT]])
 
 
+VERIFY_FIRST = (
+    "为保护您的个人信息，“{service}”只向本人提供。请用本人手机发短信查询；"
+    "在微信公众号里，先发送“绑定+手机号”（如：绑定13912345678）完成短信验证后再查询。"
+)
+
+
 async def lookup(service: Service, ctx: Context) -> Answer:
     key_slot = service.params["key_slot"]
     key = ctx.slot(key_slot)
+    not_found = Answer(f"没有查到{key}的{service.name}记录，请核对后重新输入。")
+    if service.personal and not ctx.verified_phone:
+        return Answer(VERIFY_FIRST.format(service=service.name), refused=True)
     record = ctx.table.by_key(str(key))
     if record is None:
-        return Answer(f"没有查到{key}的{service.name}记录，请核对后重新输入。")
+        return not_found
+    if service.personal:
+        await _record_read(ctx, service, record, allowed=record.owner == ctx.verified_phone)
+        if record.owner != ctx.verified_phone:
+            return not_found  # someone else's record: the same words as none, so nothing is confirmed
     return Answer("\n".join([f"{record.name}（{service.name}）", *_details(record), f"信息来源：{ctx.table.source}"]))
+
+
+async def _record_read(ctx: Context, service: Service, record: Record, allowed: bool) -> None:
+    """Every read of a personal record, and every refused one, in the audit log admins see."""
+    async with ctx.sessions() as db:
+        db.add(
+            AuditLog(
+                action="citizen.personal_record" if allowed else "citizen.personal_record_refused",
+                target=f"{service.params['table']}:{record.id}",
+                detail={"citizen_id": ctx.citizen_id, "service": service.id, "channel": ctx.channel},
+            )
+        )
+        await db.commit()
 
 
 # --- bookings ---------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def _period(period: str) -> str:
 async def bill_query(service: Service, ctx: Context) -> Answer:
     account = await _account(ctx)
     kind = ctx.pack.utility_kind(account.kind)
-    head = f"{kind.name}户号 {account.account_no}（{account.holder}，{account.address}）"
+    # Anyone may pay a bill for someone else (代缴): the masked holder name, never the address.
+    head = f"{kind.name}户号 {account.account_no}（户名：{account.holder}）"
     if account.amount_due_fen == 0:
         return Answer(f"{head}\n{_period(account.period)}账单已缴清，账户余额 {yuan(account.balance_fen)} 元。")
     return Answer(
@@ -44,7 +45,7 @@ async def summary(service: Service, ctx: Context) -> str:
     if account.amount_due_fen == 0:
         return f"{kind.name}户号 {account.account_no}（{account.holder}）{_period(account.period)}已缴清，无需缴费。"
     return (
-        f"请确认缴费：{kind.name}户号 {account.account_no}（{account.holder}，{account.address}），"
+        f"请确认缴费：{kind.name}户号 {account.account_no}（户名：{account.holder}），"
         f"{_period(account.period)}应缴 {yuan(account.amount_due_fen)} 元。"
     )
 

@@ -1,0 +1,56 @@
+"""Personal records only to their owner (issue 13, finding 1), end to end through the real Rasa and
+action server: an anonymous web chat typing someone's ID number learns nothing, not even whether the
+record exists; the owner texting from their phone sees it; every read and refusal is in the audit log."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from gateway.db.models import AuditLog
+from intents.city.tables import default_tables
+from tests.conftest import Chat
+from tests.test_sms_wechat import Phone
+
+TABLES = default_tables()
+PENSION = TABLES["social_pension_accounts"].records[0]  # 650203198503120010, 王*军
+OTHER_PHONE = "+8613800000001"
+
+
+async def test_an_anonymous_web_chat_cannot_open_a_record_by_id_number(http, stack):
+    chat = Chat(http, stack)
+    await chat.say(f"查养老保险账户 {PENSION.key}")
+    assert "只向本人提供" in chat.text and "绑定" in chat.text
+    assert PENSION.fields and not any(str(v) in chat.text for v in PENSION.fields.values())
+    assert "王" not in chat.text
+
+
+async def test_an_anonymous_web_chat_is_not_asked_for_an_id_number_it_cannot_use(http, stack):
+    chat = Chat(http, stack)
+    await chat.say("查一下医保账户余额")
+    assert "只向本人提供" in chat.text and "身份证号码" not in chat.text
+
+
+async def test_someone_elses_id_number_gets_the_same_answer_as_none(http, stack):
+    phone = Phone(http, stack, number=OTHER_PHONE)
+    theirs = await phone.say(f"查养老保险账户 {PENSION.key}")
+    nobodys = await phone.say("查养老保险账户 650203190001010011")
+    assert "没有查到" in theirs and "王" not in theirs
+    assert theirs.replace(PENSION.key, "KEY") == nobodys.replace("650203190001010011", "KEY")
+
+
+async def test_the_owner_sees_their_record_and_the_read_is_audited(http, stack):
+    phone = Phone(http, stack, number=PENSION.owner)
+    text = await phone.say(f"查养老保险账户 {PENSION.key}")
+    assert "王*军" in text and "68452.37" in text
+    with stack.db() as db:
+        actions = db.exec(
+            select(AuditLog.action).where(AuditLog.target == f"social_pension_accounts:{PENSION.id}")
+        ).all()
+    assert "citizen.personal_record" in actions
+
+
+async def test_paying_for_someone_else_shows_no_address(http, stack):
+    chat = Chat(http, stack)
+    await chat.say("查一下水费 户号1134412157")
+    assert "周*洋" in chat.text and "55.52" in chat.text
+    assert "北辰社区" not in chat.text and "28栋" not in chat.text
