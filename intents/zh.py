@@ -34,6 +34,7 @@ Resolution rules for ambiguous phrasing (all "future-oriented", because users bo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import lru_cache
 
@@ -485,3 +486,17 @@ def parse_clock(text: str) -> str | None:
         hour = 0 if hour == 24 else _shift_hour(hour, word, raw_hour.startswith("0") and len(raw_hour) == 2)
         return f"{hour:02d}:{minutes:02d}"
     return None
+
+
+def words_in(text: str, words: Iterable[str]) -> list[str]:
+    """The given words found in the text, in the order they appear; where two overlap the longer wins
+    ("克拉玛依市人民医院" over "人民医院"). Words shorter than two characters are ignored."""
+    taken: list[tuple[int, int, str]] = []
+    for word in sorted({w for w in words if len(w) >= 2}, key=len, reverse=True):
+        start = text.find(word)
+        while start != -1:
+            end = start + len(word)
+            if not any(s < end and start < e for s, e, _w in taken):
+                taken.append((start, end, word))
+            start = text.find(word, end)
+    return [w for _s, _e, w in sorted(taken)]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from intents import zh
+
 PLACES_CSV = Path(__file__).resolve().parents[2] / "data" / "china" / "places.csv"
 _ETHNIC = (
     "蒙古族|蒙古|回族|藏族|维吾尔|哈萨克|柯尔克孜|塔吉克|锡伯|苗族|彝族|壮族|布依族|侗族|瑶族|土家族|白族|傣族|傈僳族|"
@@ -131,12 +133,4 @@ def find(text: str) -> Place | None:
 def mentioned(text: str) -> list[Place]:
     """Places named in the text, in the order they appear ("从奎屯到北京" → 奎屯, 北京)."""
     by_word = _by_word()
-    found: list[tuple[int, int, Place]] = []
-    for word in sorted(by_word, key=len, reverse=True):
-        start = text.find(word)
-        while start != -1:
-            end = start + len(word)
-            if not any(s < end and start < e for s, e, _ in found):
-                found.append((start, end, by_word[word]))
-            start = text.find(word, end)
-    return [p for _s, _e, p in sorted(found, key=lambda f: f[0])]
+    return [by_word[w] for w in zh.words_in(text, by_word)]

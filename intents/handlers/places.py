@@ -36,17 +36,7 @@ def _candidates(ctx: Context) -> dict[str, Place]:
 def places_in(text: str, ctx: Context) -> list[Place]:
     """Places named in the text in the order said; the longest name wins where names overlap."""
     words = _candidates(ctx)
-    taken: list[tuple[int, int, Place]] = []
-    for word in sorted(words, key=len, reverse=True):
-        if len(word) < 2:
-            continue
-        start = text.find(word)
-        while start != -1:
-            end = start + len(word)
-            if not any(s < end and start < e for s, e, _p in taken):
-                taken.append((start, end, words[word]))
-            start = text.find(word, end)
-    ordered = [p for _s, _e, p in sorted(taken, key=lambda t: t[0])]
+    ordered = [words[w] for w in zh.words_in(text, words)]
     return [p for i, p in enumerate(ordered) if p.name not in {q.name for q in ordered[:i]}]
 
 
