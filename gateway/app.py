@@ -20,6 +20,7 @@ from channels.webpush.handler import WebPushChannel
 from channels.webpush.vapid import load_private_key, public_key_b64
 from channels.wechat.handler import WeChatChannel
 from gateway import conversations
+from gateway.binding import BindingFirst
 from gateway.bridge import CircuitBreaker, RasaBridge
 from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory
@@ -108,7 +109,8 @@ async def _resources(app: web.Application):
             async with c.sessions() as db:
                 return await conversations.history(db, "webchat", session, settings.history_limit)
 
-        app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(c.pipeline))
+        turns = BindingFirst(c.messaging.worker.binding, c.pipeline)  # "绑定+手机号" proves a phone here too
+        app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(turns))
         app.router.add_routes(staff_routes(settings, c.sessions, c.state))
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())

@@ -1,33 +1,45 @@
-"""Binding a WeChat openid to a phone number with an SMS code, so one citizen is one identity across
-channels (and WeChat answers can fall back to SMS outside the 48-hour window).
+"""Binding a WeChat openid or a web chat session to a phone number with an SMS code: one citizen is one
+identity across channels (WeChat answers can fall back to SMS outside the 48-hour window), and the phone
+is proven, which is what personal records ask for (intents: `personal` services).
 
 "绑定13912345678" → a six-digit code by SMS → the citizen replies the code within five minutes.
-Codes are stored hashed, five wrong tries end the attempt, one code per phone per minute."""
+Codes are stored hashed, five wrong tries end the attempt, one code per phone per minute.
+"退出登录" ends it: the session or openid becomes a new, anonymous citizen again."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import InboundMessage, Outgoing, Reply
+from channels.base import InboundMessage, Outgoing, Reply, TurnResult
 from gateway.config import Settings
-from gateway.db.models import ChannelIdentity, Conversation
+from gateway.db.models import ChannelIdentity, Citizen, Conversation
 from gateway.delivery import citizen_for_phone
 from gateway.logs import mask
 from gateway.state import StateStore
 from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 
-BIND_RE = re.compile(r"^绑定(?:手机|手机号)?[:：]?(?:\+?86)?(1[3-9]\d{9})$")
+BIND_RE = re.compile(r"^(?:绑定|验证)(?:手机|手机号)?[:：]?(?:\+?86)?(1[3-9]\d{9})$")
+LOGOUT_RE = re.compile(r"^(?:退出登录|退出登陆|解除绑定|解绑|退出验证)$")
 SENT = "验证码已发送到{phone}，请在5分钟内回复6位数字验证码。"
-SMS_TEXT = "您的验证码是{code}，5分钟内有效，用于绑定微信。如非本人操作请忽略。"
+SMS_TEXT = "您的验证码是{code}，5分钟内有效，用于验证您的手机号。如非本人操作请忽略。"
 EXHAUSTED = "验证码错误次数过多，请重新发送“绑定+手机号”。"
-BOUND = "绑定成功！手机号{phone}已与您的微信关联，通知会优先发到微信。"
+BOUND = (
+    "绑定成功！手机号{phone}已验证：可以查询本人的社保、公积金等个人信息，通知会优先发到这里。发送“退出登录”可解除。"
+)
+LOGGED_OUT = "已退出登录，本会话不再关联您的手机号。"
+NOT_BOUND = "本会话没有关联手机号，无需退出。"
+
+
+class MessageHandlerWithLocal(Protocol):
+    async def handle(self, message: InboundMessage, local: list[Reply] | None = None) -> TurnResult: ...
 
 
 class Binding:
@@ -50,6 +62,8 @@ class Binding:
             pending = await self.state.get_json(key)
             if pending:
                 return [Reply(await self._check(key, message, pending, text))]
+        if LOGOUT_RE.match(text):
+            return [Reply(await self._unlink(message.channel, message.sender))]
         return None
 
     async def _send_code(self, key: str, message: InboundMessage, phone: str) -> str:
@@ -72,21 +86,44 @@ class Binding:
 
     async def _link(self, channel: str, address: str, phone: str) -> None:
         async with self.sessions() as db:
-            citizen_id = await citizen_for_phone(db, phone)
-            identity = (
-                await db.exec(
-                    select(ChannelIdentity).where(
-                        ChannelIdentity.channel == channel, ChannelIdentity.address == address
-                    )
-                )
-            ).one()
-            if identity.citizen_id != citizen_id:
-                identity.citizen_id = citizen_id
-                db.add(identity)
-                await db.exec(
-                    update(Conversation)
-                    .where(col(Conversation.identity_id) == identity.id)
-                    .values(citizen_id=citizen_id)
-                )
-            await db.commit()
+            await self._move(db, channel, address, await citizen_for_phone(db, phone))
+
+    async def _unlink(self, channel: str, address: str) -> str:
+        async with self.sessions() as db:
+            identity = await self._identity(db, channel, address)
+            citizen = await db.get(Citizen, identity.citizen_id) if identity else None
+            if citizen is None or citizen.phone is None:
+                return NOT_BOUND
+            anonymous = Citizen()
+            db.add(anonymous)
+            await db.flush()
+            await self._move(db, channel, address, anonymous.id)
+        return LOGGED_OUT
+
+    @staticmethod
+    async def _identity(db: AsyncSession, channel: str, address: str) -> ChannelIdentity | None:
+        query = select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
+        return (await db.exec(query)).first()
+
+    async def _move(self, db: AsyncSession, channel: str, address: str, citizen_id: int) -> None:
+        """The channel identity (and its conversations) now belong to this citizen."""
+        identity = await self._identity(db, channel, address)
+        if identity is not None and identity.citizen_id != citizen_id:
+            identity.citizen_id = citizen_id
+            db.add(identity)
+            await db.exec(
+                update(Conversation).where(col(Conversation.identity_id) == identity.id).values(citizen_id=citizen_id)
+            )
+        await db.commit()
         await self.state.set_json(f"conv:{channel}:{address}", None, 1)  # the pipeline's cached citizen is stale
+
+
+class BindingFirst:
+    """A channel's turns with phone verification in front (web chat: its sessions prove a phone this
+    way): a binding step is answered by the gateway and recorded like any turn, the rest go to the bot."""
+
+    def __init__(self, binding: Binding, pipeline: MessageHandlerWithLocal) -> None:
+        self.binding, self.pipeline = binding, pipeline
+
+    async def handle(self, message: InboundMessage) -> TurnResult:
+        return await self.pipeline.handle(message, await self.binding.answer(message))

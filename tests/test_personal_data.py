@@ -4,6 +4,8 @@ record exists; the owner texting from their phone sees it; every read and refusa
 
 from __future__ import annotations
 
+import re
+
 from sqlmodel import select
 
 from gateway.db.models import AuditLog
@@ -54,3 +56,22 @@ async def test_paying_for_someone_else_shows_no_address(http, stack):
     await chat.say("查一下水费 户号1134412157")
     assert "周*洋" in chat.text and "1134412157" in chat.text  # paid or not: other tests share the bill
     assert "北辰社区" not in chat.text and "28栋" not in chat.text
+
+
+async def test_a_web_chat_verifies_its_phone_by_sms_code_then_sees_its_record_until_it_logs_out(http, stack):
+    chat = Chat(http, stack)
+    owner = Phone(http, stack, number=PENSION.owner)  # reads what the local Twilio server delivered
+    before = len(await owner.inbox())
+    await chat.say(f"绑定{PENSION.owner.removeprefix('+86')}")
+    assert "验证码已发送" in chat.text
+    code = re.search(r"验证码是(\d{6})", (await owner.wait_for(before + 1))[-1]["body"]).group(1)
+    await chat.say("000000" if code != "000000" else "111111")
+    assert "不正确" in chat.text
+    await chat.say(code)
+    assert "绑定成功" in chat.text
+    await chat.say(f"查养老保险账户 {PENSION.key}")
+    assert "王*军" in chat.text and "68452.37" in chat.text
+    await chat.say("退出登录")
+    assert "已退出登录" in chat.text
+    await chat.say(f"查养老保险账户 {PENSION.key}")
+    assert "只向本人提供" in chat.text and "68452.37" not in chat.text
