@@ -253,7 +253,7 @@ async def subscription(service: Service, ctx: Context) -> Answer:
         ).first()
         if service.params.get("action", "subscribe") == "unsubscribe":
             if current is None:
-                return Answer(f"您没有订阅{name}。")
+                return Answer(f"您目前没有订阅{name}，无需退订。")
             await db.exec(delete(Subscription).where(col(Subscription.id) == current.id))
             await db.commit()
             return Answer(f"已为您退订{name}，之后不再推送。")
