@@ -46,6 +46,8 @@ from gateway.staff.passwords import hash_password_async, needs_rehash, verify_pa
 from gateway.state import StateStore
 from intents.runtime import CITY_TZ
 
+MAX_ID = 2**63 - 1  # the largest key SQLite and PostgreSQL (bigint) hold
+
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
@@ -77,7 +79,10 @@ class Ctx:
         return self.staff
 
     def id(self, name: str = "id") -> int:
-        return int(self.request.match_info[name])
+        value = int(self.request.match_info[name])
+        if value > MAX_ID:  # no row has it, and the database driver would overflow on it (a 500)
+            raise not_found(f"没有编号为{value}的记录。")
+        return value
 
     def record(self, action: str, target: str | None = None, **detail: Any) -> None:
         audit.record(

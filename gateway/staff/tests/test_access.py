@@ -142,3 +142,17 @@ async def test_console_pages_are_served_and_not_frameable(anonymous: StaffClient
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     async with anonymous.http.get(anonymous.base.join(URL("/staff/static/app.js"))) as response:
         assert response.status == 200
+
+
+async def test_ids_beyond_64_bits_are_not_found_not_a_crash(clients: dict[str, StaffClient]) -> None:
+    huge = 2**64 + 7
+    for client, method, path in [
+        ("admin", "GET", f"/api/staff/broadcasts/{huge}"),
+        ("admin", "GET", f"/api/staff/broadcasts/{huge}/recipients"),
+        ("approver", "POST", f"/api/staff/broadcasts/{huge}/approve"),
+        ("sender", "POST", f"/api/staff/broadcasts/{huge}/cancel"),
+        ("admin", "POST", f"/api/staff/users/{huge}/disable"),
+        ("admin", "GET", f"/api/staff/notices/{huge}"),
+    ]:
+        reply = await clients[client].request(method, path, json={} if method == "POST" else None)
+        assert_error(reply, 404, "not_found")
