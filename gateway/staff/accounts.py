@@ -38,7 +38,7 @@ async def create_staff(
         raise ApiError(400, "invalid", "用户名须为3到64个字母、数字或 _ . -。", field="username")
     if role not in ROLES:
         raise ApiError(400, "invalid", f"角色须为以下之一：{'、'.join(ROLES)}。", field="role")
-    problem = password_problem(password)
+    problem = password_problem(password, username)
     if problem:
         raise ApiError(400, "invalid", problem, field="password")
     if role == "school":

@@ -4,11 +4,14 @@ parameters change."""
 from __future__ import annotations
 
 import asyncio
+import re
+from functools import lru_cache
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-MIN_LENGTH = 8
+MIN_LENGTH = 10
 MAX_LENGTH = 256  # argon2 takes any length; the cap keeps a login request from costing much
 
 HASHER = PasswordHasher()
@@ -44,7 +47,13 @@ async def hash_password_async(password: str) -> str:
     return await asyncio.to_thread(hash_password, password)
 
 
-def password_problem(password: str) -> str | None:
+@lru_cache
+def common_passwords() -> frozenset[str]:
+    lines = Path(__file__).with_name("common_passwords.txt").read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def password_problem(password: str, username: str = "") -> str | None:
     """The reason a new password is refused (Chinese), or None."""
     if len(password) < MIN_LENGTH:
         return f"密码至少需要{MIN_LENGTH}个字符。"
@@ -52,4 +61,10 @@ def password_problem(password: str) -> str | None:
         return f"密码不能超过{MAX_LENGTH}个字符。"
     if not password.strip():
         return "密码不能全是空格。"
+    lowered = password.lower()
+    core = re.sub(r"((19|20)\d\d)?[!.@#]*$", "", lowered)  # "password2026!" is still "password"
+    if lowered in common_passwords() or core in common_passwords() or len(set(lowered)) <= 2:
+        return "这个密码太常见，很容易被猜中，请换一个。"
+    if username and len(username) >= 3 and username.lower() in lowered:
+        return "密码不能包含用户名。"
     return None

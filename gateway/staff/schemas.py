@@ -91,7 +91,7 @@ class LoginIn(Strict):
 class UserIn(Strict):
     username: Annotated[str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
     display_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=10, max_length=256)]
     role: Role
     school_id: Id | None = Field(default=None, description="role 为 school 时必填")
 

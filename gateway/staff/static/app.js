@@ -1742,7 +1742,7 @@
         { class: "grid" },
         field("用户名", username),
         field("姓名", displayName),
-        field("初始密码", password, "至少 8 位"),
+        field("初始密码", password, "至少 10 位，不含用户名，不用常见密码"),
         field("角色", role),
         schoolField,
       ),

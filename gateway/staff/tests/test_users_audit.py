@@ -117,3 +117,22 @@ async def test_areas_lists_districts_communities_and_topics(clients: dict[str, S
     ]
     topics = {t["id"]: t["name"] for t in reply.body["topics"]}
     assert topics["air_quality_alerts"] == "空气质量预警" and topics["weather_alerts"] == "气象灾害预警"
+
+
+async def test_weak_passwords_are_refused_with_the_reason(clients: dict[str, StaffClient]) -> None:
+    admin = clients["admin"]
+    for password, reason in [
+        ("12345678", "至少需要10个字符"),
+        ("password", "至少需要10个字符"),
+        ("password123", "太常见"),
+        ("Password2026!", "太常见"),
+        ("aaaaaaaaaaaa", "太常见"),
+        ("my-zhaolei-pass", "不能包含用户名"),
+    ]:
+        reply = await admin.post("/api/staff/users", {"username": "zhaolei", "password": password, "role": "viewer"})
+        assert (reply.status, reply.body.get("field")) == (400, "password"), (password, reply.body)
+        assert reason in reply.body["error"], (password, reply.body)
+    reply = await admin.post(
+        "/api/staff/users", {"username": "zhaolei", "password": "戈壁滩上的红柳迎风站立", "role": "viewer"}
+    )
+    assert reply.status in (200, 201), reply.body
