@@ -53,3 +53,20 @@ async def test_webchat_rest(case, caplog):
         return WebChatChannel(MemoryState(), no_history).routes(intake)
 
     await run_incoming(case, routes, caplog, [SESSION])
+
+
+async def test_the_page_runs_only_its_own_code_and_cannot_be_framed():
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async def history(session: str) -> list:
+        return []
+
+    app = web.Application()
+    app.router.add_routes(WebChatChannel(MemoryState(), history).routes(handler=None))  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/")
+        assert response.status == 200
+        policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
