@@ -85,8 +85,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from gateway import rasa_env
     from gateway.app import create_app
-    from gateway.demo import start_local_providers
+    from gateway.demo import exposure_problem, start_local_providers
 
+    problem = exposure_problem(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     cmd_db(argparse.Namespace(action="init"), settings)
     logs = REPO_ROOT / "var" / "log"
     children = []

@@ -24,6 +24,42 @@ VAPID_KEY_FILE = REPO_ROOT / "var" / "webpush-vapid.pem"
 VAPID_SUBJECT = "mailto:citygw-demo@localhost"
 
 
+def exposure_problem(settings: Settings) -> str | None:
+    """Why the gateway must not listen where others can reach it with these settings, or None. The demo's
+    provider secrets are public (this file), and without a public base URL a webhook's signature would be
+    checked against whatever Host header the caller sent."""
+    if ipaddress_is_loopback(settings.host):
+        return None
+    demo = {TWILIO["twilio_auth_token"], WECHAT["wechat_token"]}
+    uses_demo = (
+        (settings.local_providers and not (settings.twilio_auth_token and settings.wechat_token))
+        or settings.twilio_auth_token in demo
+        or settings.wechat_token in demo
+    )
+    if uses_demo:
+        return (
+            f"refusing to listen on {settings.host}: the demo Twilio/WeChat secrets would be active. "
+            "Set CITYGW_TWILIO_* and CITYGW_WECHAT_* to the real accounts, or listen on 127.0.0.1."
+        )
+    if not settings.public_base_url:
+        return (
+            f"refusing to listen on {settings.host} without CITYGW_PUBLIC_BASE_URL: providers sign the URL they "
+            "call, and without it the signature would be checked against the caller's own Host header."
+        )
+    return None
+
+
+def ipaddress_is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume reachable
+
+
 def start_local_providers(settings: Settings, logs: Path) -> tuple[Settings, list[subprocess.Popen]]:
     """Settings pointing at local provider servers for each provider without credentials."""
     if not settings.local_providers:

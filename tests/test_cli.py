@@ -50,3 +50,15 @@ def test_chat_talks_to_the_running_system(stacks):
     assert result.returncode == 0, result.stderr
     assert "助手：我可以为您办理" in result.stdout
     assert "[1] " in result.stdout  # buttons are listed with what to type
+
+
+def test_run_refuses_to_listen_publicly_with_demo_secrets_or_without_a_public_url():
+    from gateway.config import Settings
+    from gateway.demo import TWILIO, exposure_problem
+
+    real = {"twilio_account_sid": "AC1", "twilio_auth_token": "real-token", "wechat_token": "real-wechat-token"}
+    assert exposure_problem(Settings(host="127.0.0.1")) is None  # the demo on one's own machine
+    assert "demo" in exposure_problem(Settings(host="0.0.0.0"))
+    assert "demo" in exposure_problem(Settings(host="0.0.0.0", **{**real, **TWILIO}))
+    assert "CITYGW_PUBLIC_BASE_URL" in exposure_problem(Settings(host="10.0.0.5", **real))
+    assert exposure_problem(Settings(host="10.0.0.5", public_base_url="https://city.example", **real)) is None
