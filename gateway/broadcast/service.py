@@ -239,8 +239,14 @@ def _nobody(counts: dict[str, int] | None = None) -> BroadcastError:
     return BroadcastError("empty_audience", f"这个范围内没有可以接收的居民（{why}）。")
 
 
-async def _by_key(db: AsyncSession, key: str) -> Broadcast | None:
-    return (await db.exec(select(Broadcast).where(col(Broadcast.idempotency_key) == key))).scalars().first()
+async def _by_key(db: AsyncSession, key: str, staff: StaffUser) -> Broadcast | None:
+    """The broadcast this staff member already made with this key. A key is its creator's: someone
+    else's broadcast under the same key is never handed out (it could be another school's, or the
+    city's emergency); the second creator is told to pick another key."""
+    found = (await db.exec(select(Broadcast).where(col(Broadcast.idempotency_key) == key))).scalars().first()
+    if found is not None and found.created_by != staff.id:
+        raise BroadcastError("idempotency_key_taken", "这个 idempotency_key 已被使用，请换一个新的。", 409)
+    return found
 
 
 async def create(
@@ -262,7 +268,7 @@ async def create(
     key = (idempotency_key or "").strip() if isinstance(idempotency_key, str) else ""
     if not key or len(key) > MAX_KEY:
         raise BroadcastError("bad_key", f"缺少请求编号（idempotency_key，1到{MAX_KEY}个字符）。")
-    if existing := await _by_key(db, key):
+    if existing := await _by_key(db, key, staff):
         return existing, False
     _check_kind(kind)
     title, body = _check_text(title or "", body)
@@ -292,7 +298,7 @@ async def create(
         await db.commit()
     except IntegrityError:  # the same key committed by a concurrent request
         await db.rollback()
-        if existing := await _by_key(db, key):
+        if existing := await _by_key(db, key, staff):
             return existing, False
         raise
     return broadcast, True

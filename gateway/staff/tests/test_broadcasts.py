@@ -284,3 +284,16 @@ async def test_uploaded_numbers_are_masked_wherever_a_broadcast_is_shown(
     # The engine keeps the real numbers: they are what gets sent.
     (row,) = gw.query("SELECT audience FROM broadcast WHERE id = ?", bid)
     assert json.loads(row["audience"])["phones"] == phones
+
+
+async def test_an_idempotency_key_is_its_creators_only(clients: dict[str, StaffClient]) -> None:
+    """School staff posting a key the city already used got the city's emergency back (title, body,
+    audience): a key now belongs to whoever made the broadcast with it."""
+    shared = key()
+    city = await clients["sender"].post(B, notice_body(title="全市停水", idempotency_key=shared))
+    assert city.status == 201, city.body
+    again = await clients["sender"].post(B, notice_body(title="全市停水", idempotency_key=shared))
+    assert (again.status, again.body["broadcast"]["id"]) == (200, city.body["broadcast"]["id"])
+    school = await clients["teacher1"].post(N, school_notice(idempotency_key=shared))
+    assert (school.status, school.body["code"]) == (409, "idempotency_key_taken")
+    assert "全市停水" not in str(school.body) and "d1" not in str(school.body)
