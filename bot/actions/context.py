@@ -15,7 +15,9 @@ async def context_for(tracker: Tracker, service: Service | None = None) -> runti
             citizen_id: int | None = await citizen_of(db, tracker.sender_id)
         except LookupError:  # a conversation that did not come through the gateway (rasa shell)
             citizen_id = None
-        verified_phone, channel = await who_is_asking(db, tracker.sender_id)
+        # Only personal records need to know the proven phone: two reads kept off every other turn.
+        personal = service is not None and service.personal
+        verified_phone, channel = await who_is_asking(db, tracker.sender_id) if personal else (None, None)
     entities = tracker.latest_message.get("entities") or []
     # A "did you mean" button restates the citizen's words: handlers read those, not the payload.
     said = next((e["value"] for e in entities if e.get("entity") == SAID), None)

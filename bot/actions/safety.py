@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,6 +15,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
+
+from gateway.logs import mask, where  # session ids are the chat's credential: masked
 
 log = logging.getLogger("bot.actions")
 
@@ -27,17 +27,6 @@ FAILED = (
 
 Run = Callable[[Any, CollectingDispatcher, Tracker, DomainDict], Awaitable[list[EventType]]]
 A = TypeVar("A", bound=type)
-
-
-def _masked(sender_id: str | None) -> str:
-    # Web chat session ids are the chat's credential: enough to correlate, never enough to reuse.
-    return f"{sender_id[:3]}***{sender_id[-3:]}" if sender_id and len(sender_id) > 6 else "***"
-
-
-def _where(exc: BaseException) -> str:
-    # file:line only: the exception's text may quote slot values (ID numbers, phone numbers).
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
 
 
 def never_silent(cls: A) -> A:
@@ -55,9 +44,9 @@ def never_silent(cls: A) -> A:
                 "action %s failed with %s at %s (ref %s, conversation %s)",
                 self.name(),
                 type(exc).__name__,
-                _where(exc),
+                where(exc),
                 ref,
-                _masked(tracker.sender_id),
+                mask(tracker.sender_id),
             )
             dispatcher.messages.clear()
             dispatcher.utter_message(text=FAILED.format(ref=ref))

@@ -113,8 +113,8 @@ class ServiceFormValidation(FormValidationAction, ABC):
     ) -> list[EventType]:
         incoming: dict[str, Any] = tracker.slots_to_validate()
         requested = tracker.get_slot("requested_slot")
+        context: Context = await context_for(tracker, self.service)
         if requested is None and self.service.personal:
-            context = await context_for(tracker, self.service)
             if not context.verified_phone:  # never ask an ID number of someone who cannot see the record
                 return [SlotSet("requested_slot", None)]  # ends the form: the service says how to verify
         if requested is None:  # the form just started: what the last question named carries over
@@ -123,10 +123,10 @@ class ServiceFormValidation(FormValidationAction, ABC):
             if named and "item" in self.service.required and not incoming.get("item"):
                 incoming["item"] = named
         elif requested == "confirmed":
-            changed = await self._change_of_mind(tracker, incoming)
+            changed = await self._change_of_mind(tracker, incoming, context)
             if changed is not None:
                 return changed
-        elif requested not in incoming and not await self._answers(requested, tracker):
+        elif requested not in incoming and not await self._answers(requested, tracker, context):
             aside = await self._aside(dispatcher, tracker)
             if aside is not None:
                 return aside
@@ -134,7 +134,6 @@ class ServiceFormValidation(FormValidationAction, ABC):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
             # "您是不是要找…" instead of the same question again.
             incoming[requested] = tracker.latest_message.get("text", "")
-        context: Context = await context_for(tracker, self.service)
         checked: dict[str, Any] = {}
         for name in self.service.slots:  # catalogue order: hospital before department
             if name not in incoming or incoming[name] is None:
@@ -156,15 +155,16 @@ class ServiceFormValidation(FormValidationAction, ABC):
         record = record_in_sentence(tables()[self.service.params["table"]], tracker.latest_message.get("text") or "")
         return record.name if record else None
 
-    async def _answers(self, requested: str, tracker: Tracker) -> bool:
+    async def _answers(self, requested: str, tracker: Tracker, context: Context) -> bool:
         """Whether the message's words are a valid value for the slot being asked ("康乐社区")."""
         text = tracker.latest_message.get("text") or ""
         if not 0 < len(text) <= MAX_FREE_TEXT:
             return False
-        context = await context_for(tracker, self.service)
         return (await slot_rules.validate(requested, text, context)).value is not None
 
-    async def _change_of_mind(self, tracker: Tracker, incoming: dict[str, Any]) -> list[EventType] | None:
+    async def _change_of_mind(
+        self, tracker: Tracker, incoming: dict[str, Any], context: Context
+    ) -> list[EventType] | None:
         """At the confirmation, "换个时间" / "换一家" / "不是这个，要银河路派出所" change the choice instead
         of cancelling everything: the named slots are emptied (asked again) or replaced, then confirmed anew."""
         text = tracker.latest_message.get("text") or ""
@@ -182,7 +182,6 @@ class ServiceFormValidation(FormValidationAction, ABC):
         ]
         if not given and not reopened:
             return None
-        context = await context_for(tracker, self.service)
         events: list[EventType] = [SlotSet(name, None) for name in reopened]
         for name in self.service.slots:  # catalogue order, as the form checks them
             if name in given:
