@@ -140,7 +140,10 @@ class ServiceFormValidation(FormValidationAction, ABC):
                 continue
             result = await slot_rules.validate(name, incoming[name], context)
             if result.message:
-                dispatcher.utter_message(text=result.message, buttons=result.buttons)
+                text = result.message
+                if name == requested and result.value is None:  # never a question without a way out
+                    text += f"\n如不再办理“{self.service.name}”，请回复“取消”。"
+                dispatcher.utter_message(text=text, buttons=result.buttons)
             checked[name] = result.value
             context.slots[name] = result.value
             tracker.slots[name] = result.value
