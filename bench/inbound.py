@@ -46,7 +46,8 @@ async def _bare(_request: web.Request) -> web.Response:
 
 def serve(kind: str, port: int, redis_url: str | None) -> None:
     from channels.twilio.handler import TwilioChannel
-    from gateway.intake import Intake
+    from gateway.inbound.entry import InboxEntry
+    from gateway.inbound.path import Intake, Seen
     from gateway.outbound.queue import MemoryQueue, RedisStreamQueue
     from gateway.state import create_state
 
@@ -57,8 +58,12 @@ def serve(kind: str, port: int, redis_url: str | None) -> None:
             return app
         state = create_state(redis_url)
         prefix = f"citygw-bench-{uuid.uuid4().hex[:8]}"
-        queue = RedisStreamQueue(redis_url, prefix=f"{prefix}:in", group="turns") if redis_url else MemoryQueue()
-        intake = Intake(state, queue, deliveries=None, ttl_s=600)  # type: ignore[arg-type]  # no status callbacks here
+        queue = (
+            RedisStreamQueue(redis_url, prefix=f"{prefix}:in", group="turns", entry_type=InboxEntry)
+            if redis_url
+            else MemoryQueue()
+        )
+        intake = Intake(Seen(state, 600), queue, statuses=None)  # type: ignore[arg-type]  # no status callbacks here
 
         async def cleanup(_app: web.Application) -> None:
             if redis_url:

@@ -42,6 +42,92 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class Rendering:
+    """A turn's replies as one channel carries them, with what the citizen's next message may refer to."""
+
+    messages: list[Rendered]
+    menu: list[str] = field(default_factory=list)  # the payloads behind the numbers shown: "1" picks menu[0]
+    rest: str = ""  # what "更多" shows next; empty when the whole answer fitted
+
+
+@dataclass(frozen=True)
+class ChannelEvent:
+    """A provider event in the gateway's words: a new follower, a menu button pressed, or something
+    recorded with no answer (unfollow, location, scan)."""
+
+    kind: str  # follow | button | other
+    key: str = ""  # the button's payload, or the provider's own name for an "other" event
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A broadcast or school notice as one channel carries it."""
+
+    text: str
+    segments: int = 1
+    template: dict[str, Any] | None = None  # a WeChat template message
+
+
+class Wire(Protocol):
+    """What the gateway asks of a channel about its citizens' messages, so that it never asks which
+    channel a message came from. One object per channel, built once per process."""
+
+    name: str
+    answers_in_request: bool  # the request that brought the message carries the answer (web chat)
+    address_is_phone: bool  # the sender's address is a phone number its carrier vouches for (SMS)
+    binds_phone: bool  # citizens prove a phone here with an SMS code ("绑定+手机号")
+    numbered_menus: bool  # buttons go out as numbered lines: a later "1" or "更多" refers to the last answer
+    carries_notices: bool  # broadcasts and school notices go out on it (and parents acknowledge them there)
+    label: str  # its name for citizens and staff: "短信", "微信"
+    falls_back_to_phone: bool  # a message it cannot deliver goes to the citizen's phone by SMS instead
+
+    def render(self, replies: list[Reply]) -> Rendering:
+        """The replies as this channel carries them (numbered menus, the SMS signature, cuts)."""
+
+    def keyword(self, text: str) -> str | None:
+        """ "stop", "start" or "help" when the text is one of this channel's keywords, else None."""
+
+    def event(self, message: InboundMessage) -> ChannelEvent | None:
+        """The provider event this message is, or None for a message the citizen wrote."""
+
+    def notice(self, title: str, body: str, reminder: str, ack: str) -> Notice:
+        """A notice as this channel carries it; `reminder` marks a repeat ("" for the first), `ack` asks
+        for a reply ("" when none is asked; a channel citizens cannot reply on leaves it out)."""
+
+    def window_closed(self, message: Outgoing) -> Outgoing | None:
+        """This channel's own second try when the provider says the reply window is closed (a WeChat
+        template message); None when it has none."""
+
+
+class PlainWire:
+    """Defaults for a channel with no keywords, no events, no fallback of its own."""
+
+    name = ""
+    answers_in_request = False
+    address_is_phone = False
+    binds_phone = False
+    numbered_menus = False
+    carries_notices = False
+    label = ""
+    falls_back_to_phone = False
+
+    def render(self, replies: list[Reply]) -> Rendering:
+        return Rendering([Rendered(r.text, r.buttons) for r in replies])
+
+    def keyword(self, text: str) -> str | None:
+        return None
+
+    def event(self, message: InboundMessage) -> ChannelEvent | None:
+        return None
+
+    def notice(self, title: str, body: str, reminder: str, ack: str) -> Notice:
+        return Notice(f"【{reminder}{title}】{body}{ack}" if title else f"{reminder}{body}{ack}")
+
+    def window_closed(self, message: Outgoing) -> Outgoing | None:
+        return None
+
+
+@dataclass(frozen=True)
 class OutboundRecord:
     """An outbound message as recorded in the message log; `queued` ones still need the dispatcher."""
 
@@ -61,6 +147,7 @@ class TurnResult:
     refusal: str | None = None  # a Chinese sentence for the citizen when the message was refused
     refusal_code: str | None = None  # machine-readable: empty | too_long | rate_limited
     outbound: list[OutboundRecord] = field(default_factory=list)
+    rendering: Rendering | None = None  # as the channel carries the replies (None for a replay)
 
 
 class MessageHandler(Protocol):
@@ -168,3 +255,4 @@ class StatusUpdate:
     provider_id: str
     status: str  # queued | sent | delivered | undelivered | failed | read
     error_code: str | None = None
+    opted_out: bool = False  # the provider says the recipient stopped us (Twilio's 21610): never send again

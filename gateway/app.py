@@ -16,16 +16,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.twilio.handler import TwilioChannel
 from channels.webchat.handler import WebChatChannel
+from channels.webchat.wire import CHANNEL as WEBCHAT
 from channels.webpush.handler import WebPushChannel
 from channels.webpush.vapid import load_private_key, public_key_b64
 from channels.wechat.handler import WeChatChannel
 from gateway import conversations
-from gateway.binding import BindingFirst
 from gateway.bridge import CircuitBreaker, RasaBridge
 from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory
+from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
-from gateway.pipeline import MessagePipeline
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from gateway.webpush import SqlPushSubscriptions
@@ -40,7 +40,7 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 STATE = web.AppKey("state", object)
 BRIDGE = web.AppKey("bridge", RasaBridge)
-PIPELINE = web.AppKey("pipeline", MessagePipeline)
+TURNS = web.AppKey("turns", Turns)
 MESSAGING = web.AppKey("messaging", Messaging)
 
 
@@ -75,7 +75,7 @@ class Core:
     sessions: async_sessionmaker[AsyncSession]
     state: StateStore
     bridge: RasaBridge
-    pipeline: MessagePipeline
+    turns: Turns
     messaging: Messaging
 
 
@@ -90,10 +90,10 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         retries=settings.rasa_retries,
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
     )
-    pipeline = MessagePipeline(settings, sessions, state, bridge, normalise=normalize_text)
-    messaging = Messaging.build(settings, sessions, state, pipeline)
+    turns = Turns(settings, sessions, state, bridge, normalise=normalize_text)
+    messaging = Messaging.build(settings, sessions, state, turns)
     try:
-        yield Core(engine, sessions, state, bridge, pipeline, messaging)
+        yield Core(engine, sessions, state, bridge, turns, messaging)
     finally:
         await messaging.close()
         await bridge.close()
@@ -107,25 +107,26 @@ async def _resources(app: web.Application):
 
         async def webchat_history(session: str):
             async with c.sessions() as db:
-                return await conversations.history(db, "webchat", session, settings.history_limit)
+                return await conversations.history(db, WEBCHAT, session, settings.history_limit)
 
-        turns = BindingFirst(c.messaging.worker.binding, c.pipeline)  # "绑定+手机号" proves a phone here too
-        app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(turns))
+        inbound = c.messaging.inbound
+        app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(inbound))
         app.router.add_routes(staff_routes(settings, c.sessions, c.state))
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())
-        intake = c.messaging.intake
         if settings.twilio_auth_token:
-            app.router.add_routes(TwilioChannel(settings.twilio_auth_token, intake, settings.public_base_url).routes())
+            app.router.add_routes(
+                TwilioChannel(settings.twilio_auth_token, c.messaging.intake, settings.public_base_url).routes()
+            )
         if settings.wechat_token:
             app.router.add_routes(
                 WeChatChannel(
-                    settings.wechat_token, intake, settings.wechat_app_id or "", settings.wechat_aes_key
+                    settings.wechat_token, c.messaging.intake, settings.wechat_app_id or "", settings.wechat_aes_key
                 ).routes()
             )
         if settings.dispatch_in_process:
             c.messaging.start_workers()
-        app[ENGINE], app[STATE], app[BRIDGE], app[PIPELINE] = c.engine, c.state, c.bridge, c.pipeline
+        app[ENGINE], app[STATE], app[BRIDGE], app[TURNS] = c.engine, c.state, c.bridge, c.turns
         app[MESSAGING] = c.messaging
         yield
 

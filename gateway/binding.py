@@ -11,18 +11,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import InboundMessage, Outgoing, Reply, TurnResult
+from channels.base import InboundMessage, Outgoing, Reply
+from channels.sms.wire import SmsWire
 from gateway.config import Settings
+from gateway.conversations import citizen_for_phone
 from gateway.db.models import ChannelIdentity, Citizen, Conversation
-from gateway.delivery import citizen_for_phone
 from gateway.logs import mask
+from gateway.outbound.refs import NoticeRef
 from gateway.state import StateStore
 from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 
@@ -38,10 +39,6 @@ LOGGED_OUT = "已退出登录，本会话不再关联您的手机号。"
 NOT_BOUND = "本会话没有关联手机号，无需退出。"
 
 
-class MessageHandlerWithLocal(Protocol):
-    async def handle(self, message: InboundMessage, local: list[Reply] | None = None) -> TurnResult: ...
-
-
 class Binding:
     def __init__(
         self,
@@ -49,8 +46,10 @@ class Binding:
         sessions: async_sessionmaker[AsyncSession],
         state: StateStore,
         enqueue: Callable[[Outgoing], Awaitable[None]],
+        phone: SmsWire,
     ) -> None:
         self.settings, self.sessions, self.state, self.enqueue = settings, sessions, state, enqueue
+        self.phone = phone  # the channel codes go out on
 
     async def answer(self, message: InboundMessage) -> list[Reply] | None:
         """Replies when the message is a binding step, None when it is meant for the assistant."""
@@ -73,7 +72,7 @@ class Binding:
         code, stored = fresh
         await self.state.set_json(key, {"phone": phone, **stored, "tries": 0}, CODE_TTL_S)
         await send_code(
-            self.enqueue, self.settings, phone, SMS_TEXT.format(code=code), f"notice:bind:{message.external_id}"
+            self.enqueue, self.phone, phone, SMS_TEXT.format(code=code), str(NoticeRef(f"bind:{message.external_id}"))
         )
         return SENT.format(phone=mask(phone))
 
@@ -86,7 +85,7 @@ class Binding:
 
     async def _link(self, channel: str, address: str, phone: str) -> None:
         async with self.sessions() as db:
-            await self._move(db, channel, address, await citizen_for_phone(db, phone))
+            await self._move(db, channel, address, await citizen_for_phone(db, phone, self.phone.name))
 
     async def _unlink(self, channel: str, address: str) -> str:
         async with self.sessions() as db:
@@ -116,14 +115,3 @@ class Binding:
             )
         await db.commit()
         await self.state.set_json(f"conv:{channel}:{address}", None, 1)  # the pipeline's cached citizen is stale
-
-
-class BindingFirst:
-    """A channel's turns with phone verification in front (web chat: its sessions prove a phone this
-    way): a binding step is answered by the gateway and recorded like any turn, the rest go to the bot."""
-
-    def __init__(self, binding: Binding, pipeline: MessageHandlerWithLocal) -> None:
-        self.binding, self.pipeline = binding, pipeline
-
-    async def handle(self, message: InboundMessage) -> TurnResult:
-        return await self.pipeline.handle(message, await self.binding.answer(message))

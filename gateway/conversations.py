@@ -48,6 +48,21 @@ async def open_conversation(db: AsyncSession, channel: str, address: str) -> Con
     return conversation
 
 
+async def citizen_for_phone(db: AsyncSession, phone: str, channel: str) -> int:
+    """The citizen who owns this phone number: by their bound phone, else their identity on the phone
+    channel (`channel`, created on first contact, with the phone recorded)."""
+    citizen = (await db.exec(select(Citizen).where(Citizen.phone == phone))).first()
+    if citizen is not None and citizen.id is not None:
+        return citizen.id
+    conversation = await open_conversation(db, channel, phone)
+    found = await db.get(Citizen, conversation.citizen_id)
+    if found is not None and found.phone is None:
+        found.phone = phone
+        db.add(found)
+        await db.commit()
+    return conversation.citizen_id
+
+
 async def find_inbound(db: AsyncSession, channel: str, external_id: str) -> Message | None:
     return (
         await db.exec(

@@ -1,8 +1,9 @@
 """Wiring for the webhook channels and the outbound path, shared by the gateway (which runs the
 workers in-process in the embedded default) and `citygw worker` (more workers, elsewhere).
 
-    webhook → Intake (dedupe, inbound stream) → TurnRunner → TurnWorker → pipeline → outbound stream
-    → Dispatcher → Sender (Twilio, WeChat, web push) → provider → status callback → SqlDeliveryLog
+    webhook → Inbound.accept (dedupe, inbox stream) → TurnRunner → Inbound.process (responders, turn,
+    render, record) → outbound stream → Dispatcher → Sender (Twilio, WeChat, web push) → provider →
+    status callback → Ledger; web chat → Inbound.handle → the same steps, answered in the request
     staff API → broadcast service → BroadcastRunner (fan-out) → outbound stream → Dispatcher → …
 """
 
@@ -15,21 +16,28 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Sender
+from channels.sms.wire import CHANNEL as SMS
 from channels.twilio.sender import TwilioSender
 from channels.webpush.sender import WebPushSender
+from channels.webpush.wire import CHANNEL as WEBPUSH
 from channels.wechat.api import WeChatApi, WeChatSender
+from channels.wechat.wire import CHANNEL as WECHAT
 from gateway.binding import Binding
 from gateway.broadcast.runner import BroadcastRunner
 from gateway.config import Settings
-from gateway.delivery import SqlDeliveryLog
-from gateway.intake import Intake, TurnRunner
+from gateway.inbound.entry import InboxEntry
+from gateway.inbound.path import Inbound, Intake, Seen
+from gateway.inbound.responders import MenuMemory, responders
+from gateway.inbound.runner import TurnRunner
+from gateway.inbound.turn import Turns
 from gateway.outbound.dispatcher import Dispatcher, default_consumer
+from gateway.outbound.ledger import Ledger
 from gateway.outbound.queue import MemoryQueue, OutboundQueue, RedisStreamQueue
 from gateway.outbound.ratelimit import RateLimiter, create_limiter
-from gateway.pipeline import MessagePipeline
+from gateway.schools import Schools
 from gateway.state import StateStore
-from gateway.turns import TurnWorker
 from gateway.webpush import SqlPushSubscriptions
+from gateway.wires import Wires, wires
 
 
 def public_url(settings: Settings) -> str:
@@ -41,33 +49,36 @@ def senders(
 ) -> dict[str, Sender]:
     """A sender per configured provider; an unconfigured channel's messages fail as "no sender".
     Web push needs the database (sessions): its messages name a subscription kept there."""
-    out: dict[str, Sender] = {}
+    out: list[Sender] = []
     if settings.twilio_account_sid and settings.twilio_auth_token:
-        out["sms"] = TwilioSender(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            settings.twilio_from,
-            api_base=settings.twilio_api_base,
-            status_callback=f"{public_url(settings)}/channels/twilio/status",
+        out.append(
+            TwilioSender(
+                settings.twilio_account_sid,
+                settings.twilio_auth_token,
+                settings.twilio_from,
+                api_base=settings.twilio_api_base,
+                status_callback=f"{public_url(settings)}/channels/twilio/status",
+            )
         )
     if settings.wechat_app_id and settings.wechat_app_secret:
         api = WeChatApi(settings.wechat_app_id, settings.wechat_app_secret, state, settings.wechat_api_base)
-        out["wechat"] = WeChatSender(api)
+        out.append(WeChatSender(api))
     vapid_key, subject = settings.webpush_vapid_private_key, settings.webpush_vapid_subject
     if vapid_key and subject and sessions is not None:
-        out["webpush"] = WebPushSender(vapid_key, subject, SqlPushSubscriptions(sessions), ttl_s=settings.webpush_ttl_s)
-    return out
+        out.append(WebPushSender(vapid_key, subject, SqlPushSubscriptions(sessions), ttl_s=settings.webpush_ttl_s))
+    return {sender.channel: sender for sender in out}
 
 
 @dataclass
 class Messaging:
     settings: Settings
     state: StateStore
+    wires: Wires
     outbox: OutboundQueue
     inbox: OutboundQueue
-    deliveries: SqlDeliveryLog
+    deliveries: Ledger
+    inbound: Inbound
     intake: Intake
-    worker: TurnWorker
     senders: dict[str, Sender]
     limiter: RateLimiter
     sessions: async_sessionmaker[AsyncSession] | None = None
@@ -80,30 +91,35 @@ class Messaging:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         state: StateStore,
-        pipeline: MessagePipeline,
+        turns: Turns,
     ) -> Messaging:
         outbox, inbox = (
             (
                 RedisStreamQueue(settings.redis_url, prefix=f"{settings.queue_prefix}:out"),
-                RedisStreamQueue(settings.redis_url, prefix=f"{settings.queue_prefix}:in", group="turns"),
+                RedisStreamQueue(
+                    settings.redis_url, prefix=f"{settings.queue_prefix}:in", group="turns", entry_type=InboxEntry
+                ),
             )
             if settings.redis_url
             else (MemoryQueue(), MemoryQueue())
         )
-        deliveries = SqlDeliveryLog(settings, sessions, enqueue=outbox.add)
-        binding = Binding(settings, sessions, state, outbox.add)
-        worker = TurnWorker(settings, pipeline, state, outbox.add, deliveries.set_sms_opt_out, binding)
-        # Replies on these channels are rendered for them and recorded as queued in the turn itself.
-        pipeline.renderers.update(sms=worker.render_sms, wechat=worker.render_wechat)
-        intake = Intake(state, inbox, deliveries, settings.dedupe_ttl_s)
+        channels = wires(settings)
+        deliveries = Ledger(settings, sessions, channels)
+        binding = Binding(settings, sessions, state, outbox.add, channels.phone)
+        schools = Schools(settings, sessions, state, outbox.add, channels)
+        memory, seen = MenuMemory(state), Seen(state, settings.dedupe_ttl_s)
+        steps = responders(binding, schools, memory, deliveries.set_sms_opt_out)
+        inbound = Inbound(channels, seen, turns, steps, memory, outbox.add)
+        intake = Intake(seen, inbox, deliveries.status)
         return cls(
             settings,
             state,
+            channels,
             outbox,
             inbox,
             deliveries,
+            inbound,
             intake,
-            worker,
             senders(settings, state, sessions),
             create_limiter(settings.redis_url),
             sessions,
@@ -112,9 +128,9 @@ class Messaging:
     def dispatcher(self, consumer: str | None = None) -> Dispatcher:
         s = self.settings
         limits = {
-            "sms": (s.sms_rate or None, s.sms_rate_unit),
-            "wechat": (s.wechat_rate or None, "messages"),
-            "webpush": (s.webpush_rate or None, "messages"),
+            SMS: (s.sms_rate or None, s.sms_rate_unit),
+            WECHAT: (s.wechat_rate or None, "messages"),
+            WEBPUSH: (s.webpush_rate or None, "messages"),
         }
         return Dispatcher(
             self.outbox,
@@ -129,7 +145,7 @@ class Messaging:
         )
 
     def turn_runner(self, consumer: str | None = None) -> TurnRunner:
-        return TurnRunner(self.inbox, self.worker, consumer or default_consumer())
+        return TurnRunner(self.inbox, self.inbound, consumer or default_consumer())
 
     def broadcast_runner(self) -> BroadcastRunner:
         if self.sessions is None:

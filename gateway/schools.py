@@ -27,9 +27,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import InboundMessage, Outgoing, Reply
+from channels.base import InboundMessage, Outgoing, Reply, Wire
 from gateway import conversations
 from gateway.config import Settings
+from gateway.conversations import citizen_for_phone
 from gateway.db.models import (
     Broadcast,
     BroadcastRecipient,
@@ -42,9 +43,10 @@ from gateway.db.models import (
     Student,
     utcnow,
 )
-from gateway.delivery import citizen_for_phone
+from gateway.outbound.refs import NoticeRef
 from gateway.state import StateStore
 from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
+from gateway.wires import Wires
 
 STUDENT_ID = r"KS\d{10}"
 NAME = r"[\u4e00-\u9fff·]{2,20}"
@@ -53,8 +55,9 @@ BIND_ID_FIRST = re.compile(rf"^绑定(?:学生|孩子)?{SEP}(?:学号)?{SEP}({ST
 BIND_NAME_FIRST = re.compile(rf"^绑定(?:学生|孩子)?{SEP}(?:姓名)?{SEP}({NAME}){SEP}(?:学号)?{SEP}({STUDENT_ID})$", re.I)
 LOOKS_LIKE_BIND = re.compile(r"^绑定.*(?:KS\d|学号)", re.I)
 ACK_WORDS = {"1", "收到", "已收到", "收到了"}
-TO_WECHAT = {"通知发微信", "通知发到微信", "通知改发微信", "通知改微信", "通知用微信"}
-TO_SMS = {"通知发短信", "通知发到短信", "通知改发短信", "通知改短信", "通知用短信", "通知发手机"}
+# "通知发微信", "通知改发短信", "通知用手机": the channel (by its Chinese name) notices go to first
+NOTICES_TO = re.compile(r"^通知(?:发到|改发|发|改|用)(\w{2,4})$")
+PHONE_WORDS = {"短信", "手机"}
 SENT_STATUSES = ("sent", "delivered", "read")
 ACK_WINDOW = timedelta(days=7)
 ACK_MEMORY_S = 7 * 24 * 3600  # as long as the pipeline's dedupe: a re-run within it is recognised
@@ -76,10 +79,10 @@ EXHAUSTED = "验证码错误次数过多，请重新发送“绑定 学号 姓�
 BOUND_WECHAT = (
     "绑定成功！您的微信已关联{name}（{school}{klass}）的家长手机，学校通知将发到微信。回复“通知发短信”可改为短信接收。"
 )
-TO_WECHAT_DONE = "已设置：通知将优先发到微信。回复“通知发短信”可改回短信。"
+TO_ACCOUNT_DONE = "已设置：通知将优先发到{label}。回复“通知发短信”可改回短信。"
 TO_SMS_DONE = "已设置：通知将发到短信（手机尾号{tail}）。回复“通知发微信”可改为微信。"
 SMS_OPTED_OUT = "您此前退订了短信通知，请用手机发送“订阅”恢复。"
-NO_WECHAT = "您还没有关联微信：请关注“克拉玛依市民服务”公众号，发送“绑定+手机号”验证后再设置。"
+NO_ACCOUNT = "您还没有关联{label}：请关注“克拉玛依市民服务”公众号，发送“绑定+手机号”验证后再设置。"
 NO_PHONE = "您还没有关联手机号：请发送“绑定+手机号”，例如“绑定13912345678”，验证后再设置。"
 ACKED = "已确认收到《{title}》"
 MORE_TO_ACK = "您还有{n}条学校通知未确认，再回复“收到”可继续确认。"
@@ -113,12 +116,15 @@ class Schools:
         sessions: async_sessionmaker[AsyncSession],
         state: StateStore,
         enqueue: Callable[[Outgoing], Awaitable[None]],
+        wires: Wires,
     ) -> None:
         self.settings, self.sessions, self.state, self.enqueue = settings, sessions, state, enqueue
+        self.wires = wires
 
-    async def answer(self, message: InboundMessage) -> list[Reply] | None:
-        """Replies when the message is one of ours, None when it is meant for the menu or the bot."""
-        if message.channel not in ("sms", "wechat"):
+    async def answer(self, message: InboundMessage, wire: Wire) -> list[Reply] | None:
+        """Replies when the message is one of ours, None when it is meant for the menu or the bot.
+        Only where notices arrive: that is where parents bind and acknowledge."""
+        if not wire.carries_notices:
             return None
         text = normalise(message.text or "")
         found = BIND_ID_FIRST.match(text)
@@ -129,8 +135,8 @@ class Schools:
             return [Reply(await self._bind(message, found.group(2).upper(), found.group(1)))]
         if LOOKS_LIKE_BIND.match(text):
             return [Reply(BIND_FORMAT)]
-        if text in TO_WECHAT or text in TO_SMS:
-            return [Reply(await self._choose_channel(message, "wechat" if text in TO_WECHAT else "sms"))]
+        if (target := self._notice_channel(text)) is not None:
+            return [Reply(await self._choose_channel(message, target))]
         if CODE_RE.match(text):
             pending = await self.state.get_json(self._code_key(message))
             if pending:
@@ -181,7 +187,7 @@ class Schools:
             guardians = await self._guardians_on_record(db, student_id)
             if not guardians:
                 return NO_PHONE_ON_RECORD.format(school=pupil.school, name=pupil.name, klass=pupil.klass)
-            if message.channel == "sms":
+            if self._by_phone(message):
                 mine = [g for g, c in guardians if c.phone == message.sender]
                 if not mine:
                     return NOT_ON_RECORD.format(school=pupil.school, name=pupil.name, klass=pupil.klass)
@@ -215,10 +221,10 @@ class Schools:
         for phone, code in sms:
             await send_code(
                 self.enqueue,
-                self.settings,
+                self.wires.phone,
                 phone,
                 CODE_SMS.format(code=code, name=pupil.name),
-                f"notice:guardian-bind:{message.external_id}:{_tail(phone)}",
+                str(NoticeRef(f"guardian-bind:{message.external_id}:{_tail(phone)}")),
             )
         return CODE_SENT.format(school=pupil.school, tails="、".join(_tail(p) for p, _ in sms))
 
@@ -240,7 +246,7 @@ class Schools:
         await db.exec(
             update(Conversation).where(col(Conversation.identity_id) == identity).values(citizen_id=citizen_id)
         )
-        await db.exec(update(Citizen).where(col(Citizen.id) == citizen_id).values(preferred_channel="wechat"))
+        await db.exec(update(Citizen).where(col(Citizen.id) == citizen_id).values(preferred_channel=message.channel))
         await db.exec(
             update(Guardian)
             .where(col(Guardian.student_id) == student_id, col(Guardian.citizen_id) == citizen_id)
@@ -254,30 +260,42 @@ class Schools:
         await self.state.set_json(f"conv:{message.channel}:{message.sender}", None, 1)
         return Pupil(student.id, student.name, school.name, klass.name)
 
+    def _by_phone(self, message: InboundMessage) -> bool:
+        """The sender's address is a phone number its carrier vouches for (an SMS)."""
+        return self.wires[message.channel].address_is_phone
+
     # --- which channel notices go to ------------------------------------------------------------
 
     async def _citizen(self, db: AsyncSession, message: InboundMessage) -> Citizen:
         """The sender's citizen: for SMS the owner of the phone number, else the address's citizen."""
-        if message.channel == "sms":
-            citizen_id = await citizen_for_phone(db, message.sender)
+        if self._by_phone(message):
+            citizen_id = await citizen_for_phone(db, message.sender, message.channel)
         else:
             citizen_id = (await conversations.open_conversation(db, message.channel, message.sender)).citizen_id
         return await db.get(Citizen, citizen_id)
 
-    async def _choose_channel(self, message: InboundMessage, channel: str) -> str:
+    def _notice_channel(self, text: str) -> Wire | None:
+        found = NOTICES_TO.match(text)
+        if found is None:
+            return None
+        if found.group(1) in PHONE_WORDS:
+            return self.wires.phone
+        return next((w for w in self.wires if w.carries_notices and w.label == found.group(1)), None)
+
+    async def _choose_channel(self, message: InboundMessage, target: Wire) -> str:
         async with self.sessions() as db:
             citizen = await self._citizen(db, message)
             addresses = (await db.exec(select(ChannelIdentity).where(ChannelIdentity.citizen_id == citizen.id))).all()
-            if channel == "wechat":
-                if not any(a.channel == "wechat" for a in addresses):
-                    return NO_WECHAT
-                reply = TO_WECHAT_DONE
-            else:
-                phone = citizen.phone or next((a.address for a in addresses if a.channel == "sms"), None)
+            if target.address_is_phone:
+                phone = citizen.phone or next((a.address for a in addresses if a.channel == target.name), None)
                 if phone is None:
                     return NO_PHONE
                 reply = TO_SMS_DONE.format(tail=_tail(phone)) + (SMS_OPTED_OUT if citizen.sms_opted_out else "")
-            await db.exec(update(Citizen).where(col(Citizen.id) == citizen.id).values(preferred_channel=channel))
+            else:
+                if not any(a.channel == target.name for a in addresses):
+                    return NO_ACCOUNT.format(label=target.label)
+                reply = TO_ACCOUNT_DONE.format(label=target.label)
+            await db.exec(update(Citizen).where(col(Citizen.id) == citizen.id).values(preferred_channel=target.name))
             await db.commit()
         return reply
 
@@ -295,7 +313,7 @@ class Schools:
                 )
             ).all()
         )
-        if message.channel == "sms":
+        if self._by_phone(message):
             ids |= set((await db.exec(select(Citizen.id).where(Citizen.phone == message.sender))).all())
         return sorted(i for i in ids if i is not None)
 

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 from channels.base import Outgoing
-from gateway.config import Settings
+from channels.sms.wire import SmsWire
 from gateway.state import StateStore
 
 CODE_RE = re.compile(r"^\d{6}$")
@@ -52,7 +52,8 @@ async def wrong_try(state: StateStore, key: str, pending: dict, exhausted: str) 
 
 
 async def send_code(
-    enqueue: Callable[[Outgoing], Awaitable[None]], settings: Settings, phone: str, text: str, ref: str
+    enqueue: Callable[[Outgoing], Awaitable[None]], phone: SmsWire, to: str, text: str, ref: str
 ) -> None:
     """The SMS that carries a code (text already holds it), signed as every SMS is."""
-    await enqueue(Outgoing(channel="sms", to=phone, text=f"{settings.sms_signature}{text}", ref=ref))
+    sms = phone.signed(text)
+    await enqueue(Outgoing(channel=phone.name, to=to, text=sms.text, ref=ref, segments=sms.segments or 1))

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.webchat.wire import CHANNEL as WEBCHAT
 from channels.webpush.sender import CHANNEL
 from channels.webpush.subscription import PushSubscription
 from channels.webpush.vapid import generate_private_key_pem
@@ -38,7 +39,7 @@ class SqlPushSubscriptions:
             citizen_id = (
                 await db.exec(
                     select(ChannelIdentity.citizen_id).where(
-                        col(ChannelIdentity.channel) == "webchat", col(ChannelIdentity.address) == session
+                        col(ChannelIdentity.channel) == WEBCHAT, col(ChannelIdentity.address) == session
                     )
                 )
             ).scalar()

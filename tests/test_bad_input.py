@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.pipeline import EMPTY, IN_PROGRESS, RATE_LIMITED, TOO_LONG
+from gateway.inbound.turn import EMPTY, IN_PROGRESS, RATE_LIMITED, TOO_LONG
 from tests.fake_rasa import (
     BUTTON,
     Gateway,

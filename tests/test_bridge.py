@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.bridge import CircuitBreaker
-from gateway.pipeline import BUSY
+from gateway.inbound.turn import BUSY
 from tests.fake_rasa import (
     BUTTON,
     Gateway,

@@ -36,6 +36,7 @@ from gateway.db.models import (
 from gateway.db.seed import seed_population
 from gateway.schools import Schools
 from gateway.state import MemoryState
+from gateway.wires import wires
 from intents import runtime
 from intents.city.pack import load_pack
 from intents.handlers import run_service
@@ -144,7 +145,7 @@ class Local:
         return InboundMessage(channel, sender, uuid.uuid4().hex, text)
 
     async def say(self, channel: str, sender: str, text: str) -> str | None:
-        replies = await self.schools.answer(self.message(channel, sender, text))
+        replies = await self.schools.answer(self.message(channel, sender, text), self.schools.wires[channel])
         return None if replies is None else replies[0].text
 
     def guardian(self, class_id: str) -> tuple[Guardian, Student, Citizen]:
@@ -176,7 +177,7 @@ async def local(seeded):
     async def enqueue(message: Outgoing) -> None:
         sent.append(message)
 
-    yield Local(seeded, Schools(Settings(), session_factory(engine), MemoryState(), enqueue), sent)
+    yield Local(seeded, Schools(Settings(), session_factory(engine), MemoryState(), enqueue, wires(Settings())), sent)
     await engine.dispose()
 
 

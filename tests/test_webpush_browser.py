@@ -33,8 +33,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from channels.webpush.vapid import generate_private_key_pem
+from channels.webpush.wire import push_payload
 from gateway.app import SETTINGS
-from gateway.broadcast import render
 from gateway.db.engine import async_engine, session_factory
 from gateway.db.models import StaffUser
 from gateway.staff.passwords import hash_password
@@ -178,7 +178,7 @@ async def test_the_service_worker_turns_a_push_into_a_notification(browser, gate
         assert scope == f"{origin}/"
         assert gateway.query("SELECT * FROM webpushsubscription") == []
 
-        payload = render.push_payload("沙尘暴预警", "今晚有沙尘暴，请关好门窗，减少外出。")
+        payload = push_payload("沙尘暴预警", "今晚有沙尘暴，请关好门窗，减少外出。")
         notifications = await deliver(context, page, origin, payload)
         assert [(n["title"], n["body"]) for n in notifications] == [
             ("沙尘暴预警", "今晚有沙尘暴，请关好门窗，减少外出。")

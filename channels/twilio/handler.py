@@ -15,10 +15,11 @@ from multidict import MultiDictProxy
 from twilio.request_validator import RequestValidator
 
 from channels.base import InboundMessage, Intake, StatusUpdate
+from channels.sms.wire import CHANNEL
+from channels.twilio.sender import OPTED_OUT_CODE
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "sms"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 SID_RE = re.compile(r"^(SM|MM|SMS)[0-9a-fA-F]{32}\Z")
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
@@ -46,7 +47,8 @@ def parse_status(params: MultiDictProxy[str]) -> StatusUpdate:
         raise BadRequest("MessageSid is missing or malformed")
     if status not in STATUSES:
         raise BadRequest("MessageStatus is missing or unknown")
-    return StatusUpdate(CHANNEL, sid, status, params.get("ErrorCode") or None)
+    code = params.get("ErrorCode") or None
+    return StatusUpdate(CHANNEL, sid, status, code, opted_out=code == str(OPTED_OUT_CODE))
 
 
 class TwilioChannel:

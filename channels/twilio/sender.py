@@ -24,6 +24,7 @@ from twilio.rest import Client
 
 from channels.base import Outgoing, SendError, SendResult
 from channels.http import retry_after_s
+from channels.sms.wire import CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def classify(
 class TwilioSender:
     """The Sender for channel "sms". One instance serves any number of concurrent sends."""
 
-    channel = "sms"
+    channel = CHANNEL
 
     def __init__(
         self,

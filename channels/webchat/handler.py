@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from channels.base import InboundMessage, MessageHandler, Reply, TurnResult
+from channels.webchat.wire import CHANNEL
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "webchat"
 STATIC = Path(__file__).with_name("static")
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}\Z")  # \Z: "$" also matches before a final "\n"
 MESSAGE_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from channels.base import Outgoing, SendError, SendResult
+from channels.wechat.wire import CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ class WeChatSender:
     """The dispatcher's Sender for WeChat: a template message when the Outgoing carries one (it
     reaches users outside the 48-hour window), otherwise a customer-service text."""
 
-    channel = "wechat"
+    channel = CHANNEL
 
     def __init__(self, api: WeChatApi) -> None:
         self.api = api

@@ -16,10 +16,10 @@ from aiohttp import web
 from channels.base import InboundMessage, Intake
 from channels.wechat.crypto import WeChatCrypto, WeChatCryptoError, check_signature, check_timestamp
 from channels.wechat.parse import BadMessage, WeChatMessage, parse_envelope, parse_message
+from channels.wechat.wire import CHANNEL
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "wechat"
 SUCCESS = "success"
 
 

@@ -48,9 +48,10 @@ class DeliveryLog(Protocol):
     async def failed(self, ref: str, kind: str, reason: str, code: str | None) -> None:
         """Final: kind is permanent | opted_out | window_closed."""
 
-    async def fallback(self, message: Outgoing) -> Outgoing | None:
-        """Another way to reach the recipient once WeChat's 48-hour window is closed (a template message,
-        an SMS), or None. It is queued in place of `message`; give it the same ref to keep one record."""
+    async def fallback(self, message: Outgoing, kind: str, reason: str) -> Outgoing | None:
+        """Another way to reach the recipient of a message that failed for good (kind: permanent |
+        opted_out | window_closed): a WeChat template message, an SMS, or None. It is queued in place of
+        `message`; give it the same ref to keep one record."""
 
 
 def default_consumer() -> str:
@@ -340,17 +341,8 @@ class Dispatcher:
         self, delivery: Delivery, kind: str, reason: str, code: str | None, retry_after_s: float | None
     ) -> None:
         message = delivery.message
-        if kind in ("permanent", "opted_out"):
+        if kind in ("permanent", "opted_out", "window_closed"):
             await self._fail(delivery, kind, reason, code)
-            return
-        if kind == "window_closed":
-            fallback = await self.deliveries.fallback(message)
-            if fallback is None:
-                await self._fail(delivery, kind, reason, code)
-                return
-            if await self.queue.replace(delivery, fallback):
-                self._stats["fallbacks"] += 1
-                log.info("%s: window closed, falling back to %s", message.ref, fallback.channel)
             return
         if kind != "retry":
             log.warning("%s: unknown send error kind %r, treated as retry", message.ref, kind)
@@ -380,7 +372,14 @@ class Dispatcher:
         return step * random.uniform(0.5, 1.0)
 
     async def _fail(self, delivery: Delivery, kind: str, reason: str, code: str | None) -> None:
+        """Final for this channel: the log's fallback goes in its place, else the failure is recorded."""
         message = delivery.message
+        fallback = await self.deliveries.fallback(message, kind, reason)
+        if fallback is not None:
+            if await self.queue.replace(delivery, fallback):
+                self._stats["fallbacks"] += 1
+                log.info("%s: %s via %s, falling back to %s", message.ref, kind, message.channel, fallback.channel)
+            return
         await self.deliveries.failed(message.ref, kind, reason, code)
         await self.queue.ack(delivery)
         self._stats["failed"] += 1

@@ -198,7 +198,9 @@ class RedisStreamQueue:
         redis: str | aioredis.Redis,
         prefix: str = "citygw:out",
         group: str = "dispatch",
+        entry_type: Any = Outgoing,  # what the stream carries: Outgoing, or the inbox's InboxEntry
     ) -> None:
+        self._entry_type = entry_type
         if isinstance(redis, str):
             self._redis = connect(redis)
             self._owned = True
@@ -276,7 +278,7 @@ class RedisStreamQueue:
             priority = self._priority_of[stream]
             for entry_id, fields in entries:
                 if fields:  # a deleted entry still listed in the group's pending list has no fields
-                    message = Outgoing.from_fields(fields)
+                    message = self._entry_type.from_fields(fields)
                     found.append(Delivery(entry_id, priority, message, (counts or {}).get(entry_id, default)))
         return found
 

@@ -24,12 +24,13 @@ from channels.wechat.api import WeChatApi, WeChatSender
 from gateway.broadcast import service
 from gateway.broadcast.runner import BroadcastRunner
 from gateway.config import Settings
-from gateway.delivery import SqlDeliveryLog
 from gateway.outbound.dispatcher import Dispatcher
+from gateway.outbound.ledger import Ledger
 from gateway.outbound.queue import MemoryQueue, OutboundQueue, RedisStreamQueue
 from gateway.outbound.tests import workers
 from gateway.state import MemoryState, StateStore
 from gateway.state.redis import RedisState
+from gateway.wires import wires
 from providers.twilio_api import LocalTwilio
 from providers.wechat_api import LocalWeChat
 from tests.stack import REDIS_URL
@@ -43,7 +44,7 @@ APP_ID, SECRET = "wx00000000bcast001", "broadcast-test-secret"
 class StatusIntake:
     """What the Twilio webhook hands status callbacks to: here, straight to the delivery log."""
 
-    def __init__(self, deliveries: SqlDeliveryLog) -> None:
+    def __init__(self, deliveries: Ledger) -> None:
         self.deliveries = deliveries
 
     async def accept(self, message: Any) -> bool:
@@ -61,7 +62,7 @@ class Line:
     wechat: LocalWeChat
     queue: OutboundQueue
     state: StateStore
-    deliveries: SqlDeliveryLog
+    deliveries: Ledger
     runner: BroadcastRunner
 
     def dispatcher(self, senders: dict[str, Sender] | None = None, **options: Any) -> Dispatcher:
@@ -123,7 +124,7 @@ async def line(world: World, redis: bool | None = None, **settings: Any) -> Asyn
     prefix = f"bc-test:{uuid.uuid4().hex[:8]}"
     queue: OutboundQueue = RedisStreamQueue(REDIS_URL, prefix=prefix) if redis else MemoryQueue()
     state: StateStore = RedisState(REDIS_URL) if redis else MemoryState()
-    deliveries = SqlDeliveryLog(settings, world.sessions, enqueue=queue.add)
+    deliveries = Ledger(settings, world.sessions, wires(settings))
     runner = BroadcastRunner(settings, world.sessions, state, queue, durable_queue=redis, poll_s=0.2, idle_s=0.2)
     app = web.Application()
     app.router.add_routes(TwilioChannel(TOKEN, StatusIntake(deliveries)).routes())

@@ -18,9 +18,10 @@ from gateway.broadcast.errors import BroadcastError
 from gateway.broadcast.quiet import in_quiet_hours
 from gateway.broadcast.runner import FANOUT_DONE, BroadcastRunner
 from gateway.db.models import Broadcast, BroadcastRecipient, Citizen
-from gateway.delivery import SqlDeliveryLog
+from gateway.outbound.ledger import Ledger
 from gateway.outbound.queue import MemoryQueue
 from gateway.state import MemoryState
+from gateway.wires import wires
 
 from .conftest import DISTRICTS, EMPTY_COMMUNITY, ListOutbox, World, key
 
@@ -421,7 +422,7 @@ async def test_cancel_mid_way_stops_what_is_not_sent(world: World):
     for _ in range(3):  # three batches fanned out and queued, then staff cancel
         await runner._fanout_step(notice.id, emergency=False)
         await runner._enqueue_step(notice.id, await runner._begin(notice.id))
-    deliveries = SqlDeliveryLog(settings, world.sessions)
+    deliveries = Ledger(settings, world.sessions, wires(settings))
     first = outbox.messages[0]
     async with world.sessions() as db:
         await db.exec(update(BroadcastRecipient).where(col(BroadcastRecipient.id) == int(first.ref.split(":")[1])).values(status="sent"))  # fmt: skip
@@ -454,7 +455,7 @@ async def test_many_sends_at_once_are_each_recorded_on_their_own_row(world: Worl
         await db.exec(update(r).where(col(r.id) == delivered_early).values(status="delivered"))
         await db.exec(update(r).where(col(r.id) == cancelled_elsewhere).values(status="skipped"))
         await db.commit()
-    deliveries = SqlDeliveryLog(settings, world.sessions)
+    deliveries = Ledger(settings, world.sessions, wires(settings))
     due = await asyncio.gather(*(deliveries.should_send(m.ref) for m in outbox.messages))
     assert [rid for rid, yes in zip(ids, due, strict=True) if not yes] == [delivered_early, cancelled_elsewhere]
     await asyncio.gather(

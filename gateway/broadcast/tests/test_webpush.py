@@ -21,11 +21,12 @@ from sqlmodel import col, select
 from channels.webpush.handler import WebPushChannel
 from channels.webpush.sender import MAX_PAYLOAD_BYTES, WebPushSender
 from channels.webpush.vapid import generate_private_key_pem, load_private_key, public_key_b64
+from channels.webpush.wire import push_payload
 from gateway.broadcast import audience as audiences
 from gateway.broadcast import render, service
-from gateway.broadcast.deliveries import FELL_BACK
 from gateway.broadcast.runner import Content
 from gateway.db.models import ChannelIdentity, Citizen, WebPushSubscription
+from gateway.outbound.recipients import FELL_BACK
 from gateway.webpush import SqlPushSubscriptions
 from providers.webpush_api import LocalWebPush
 
@@ -216,15 +217,15 @@ async def test_unknown_session_and_bad_subscriptions_are_refused(world: World, p
 
 
 def test_the_push_payload_is_the_notice_and_always_fits_a_push_message():
-    payload = json.loads(render.push_payload("停水通知", BODY))
+    payload = json.loads(push_payload("停水通知", BODY))
     assert (payload["title"], payload["body"], payload["url"]) == ("停水通知", BODY, "/")
-    assert payload["tag"] == json.loads(render.push_payload("停水通知", BODY))["tag"]  # a repeat replaces it
-    assert payload["tag"] != json.loads(render.push_payload("停水通知", BODY + "。"))["tag"]
-    longest = render.push_payload("标" * 64, "长" * 500)  # what the service allows: kept whole
+    assert payload["tag"] == json.loads(push_payload("停水通知", BODY))["tag"]  # a repeat replaces it
+    assert payload["tag"] != json.loads(push_payload("停水通知", BODY + "。"))["tag"]
+    longest = push_payload("标" * 64, "长" * 500)  # what the service allows: kept whole
     assert json.loads(longest)["body"] == "长" * 500
     text = '长"' * 3000  # 15,000 bytes in JSON: quotes are escaped there
-    huge = json.loads(render.push_payload("停水通知", text))
-    assert len(render.push_payload("停水通知", text).encode()) <= MAX_PAYLOAD_BYTES
+    huge = json.loads(push_payload("停水通知", text))
+    assert len(push_payload("停水通知", text).encode()) <= MAX_PAYLOAD_BYTES
     assert huge["title"] == "停水通知" and huge["body"].endswith("…") and text.startswith(huge["body"][:-1])
 
 

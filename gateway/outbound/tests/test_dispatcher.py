@@ -48,7 +48,7 @@ class Recorder:
     async def failed(self, ref: str, kind: str, reason: str, code: str | None) -> None:
         self.failures[ref] = (kind, reason, code)
 
-    async def fallback(self, message: Outgoing) -> Outgoing | None:
+    async def fallback(self, message: Outgoing, kind: str, reason: str) -> Outgoing | None:
         return self._fallback(message) if self._fallback else None
 
 

@@ -48,7 +48,7 @@ class PrintingLog:
     async def failed(self, ref: str, kind: str, reason: str, code: str | None) -> None:
         say(f"FAILED {ref}")
 
-    async def fallback(self, message: Outgoing) -> Outgoing | None:
+    async def fallback(self, message: Outgoing, kind: str, reason: str) -> Outgoing | None:
         return None
 
 

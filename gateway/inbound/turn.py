@@ -1,16 +1,21 @@
-"""The path every inbound message takes, whatever its channel:
-normalise → refuse what must be refused → dedupe → conversation → bot → record replies."""
+"""One turn of a conversation, the same for every channel: refusals (empty, too long, too fast) → the
+conversation → the inbound message recorded → the responders' answer or the bot's → rendered for the
+channel → the replies recorded in the same transaction (a crash cannot lose them) → TurnResult.
+
+A message recorded before (a worker died after recording it, or the citizen's browser sent it twice)
+gets the replies it got the first time, never a second bot turn; one the bot never answered (Rasa was
+away, or the process died half-way) is tried again."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import InboundMessage, OutboundRecord, Rendered, Reply, TurnResult
+from channels.base import InboundMessage, OutboundRecord, Rendering, Reply, TurnResult, Wire
 from gateway import conversations
 from gateway.bridge import BotUnavailable, RasaBridge
 from gateway.config import Settings
@@ -27,11 +32,8 @@ RATE_LIMITED = "您发送得太频繁了，请稍等一分钟再试。"
 IN_PROGRESS = "这条消息正在处理中，请稍候。"
 SESSION_CACHE_S = 3600
 
-# Renders a turn's replies for a channel whose replies go out through the dispatcher (SMS, WeChat).
-Renderer = Callable[[InboundMessage, list[Reply]], Awaitable[list[Rendered]]]
 
-
-class MessagePipeline:
+class Turns:
     def __init__(
         self,
         settings: Settings,
@@ -39,35 +41,38 @@ class MessagePipeline:
         state: StateStore,
         bridge: RasaBridge,
         normalise: Callable[[str], str] = str.strip,
-        renderers: dict[str, Renderer] | None = None,
     ) -> None:
         self.settings, self.sessions, self.state, self.bridge = settings, sessions, state, bridge
         self.normalise = normalise
-        self.renderers = renderers or {}
 
-    async def handle(self, message: InboundMessage, local: list[Reply] | None = None) -> TurnResult:
-        """One turn. `local` answers without the bot (SMS keywords, "更多"): recorded the same way."""
+    async def refusal(self, message: InboundMessage) -> TurnResult | None:
+        """Why this message gets no turn, in the citizen's words, or None."""
         text = self.normalise(message.text or "")
         if not text:
             return TurnResult([], refusal=EMPTY, refusal_code="empty")
         if len(text) > self.settings.max_text_chars:
             return TurnResult([], refusal=TOO_LONG.format(limit=self.settings.max_text_chars), refusal_code="too_long")
-        rate_key = f"rate:{message.channel}:{message.sender}"
-        if await self.state.hit(rate_key, 60) > self.settings.rate_limit_per_minute:
+        if await self.state.hit(f"rate:{message.channel}:{message.sender}", 60) > self.settings.rate_limit_per_minute:
             return TurnResult([], refusal=RATE_LIMITED, refusal_code="rate_limited")
+        return None
 
-        claim = f"dedupe:{message.channel}:{message.external_id}"
-        if not await self.state.claim(claim, self.settings.dedupe_ttl_s):
-            return await self._replay(message)
+    async def take(self, message: InboundMessage, wire: Wire, local: list[Reply] | None) -> TurnResult:
+        """The turn of a message seen for the first time. `local`: answered without the bot."""
         try:
-            return await self._turn(message, text, local)
-        except IntegrityError:
-            # The message log already has it (e.g. the claim expired): answer as a duplicate.
-            return await self._replay(message)
-        except BaseException:
-            # Nothing was recorded: let a retry of this message through.
-            await self.state.release(claim)
-            raise
+            async with self.sessions() as db:
+                conversation_id, citizen_id = await self._conversation(db, message)
+                inbound = Message(
+                    conversation_id=conversation_id,
+                    direction="in",
+                    channel=message.channel,
+                    external_id=message.external_id,
+                    text=self.normalise(message.text or ""),
+                )
+                db.add(inbound)
+                await db.commit()
+                return await self._answer(db, inbound, citizen_id, message, wire, local)
+        except IntegrityError:  # recorded before (a worker died after recording it): answer as a duplicate
+            return await self.replay(message, wire)
 
     async def _conversation(self, db: AsyncSession, message: InboundMessage) -> tuple[str, int]:
         """(conversation id, citizen id), from the shared session cache when the address is known."""
@@ -81,37 +86,24 @@ class MessagePipeline:
         )
         return conversation.id, conversation.citizen_id
 
-    async def _turn(self, message: InboundMessage, text: str, local: list[Reply] | None) -> TurnResult:
-        async with self.sessions() as db:
-            conversation_id, citizen_id = await self._conversation(db, message)
-            inbound = Message(
-                conversation_id=conversation_id,
-                direction="in",
-                channel=message.channel,
-                external_id=message.external_id,
-                text=text,
-            )
-            db.add(inbound)
-            await db.commit()
-            return await self._answer(db, inbound, citizen_id, message, local)
-
     async def _answer(
         self,
         db: AsyncSession,
         inbound: Message,
         citizen_id: int,
         message: InboundMessage,
+        wire: Wire,
         local: list[Reply] | None = None,
     ) -> TurnResult:
-        metadata = {
-            "channel": message.channel,
-            "message_id": message.external_id,
-            "citizen_id": citizen_id,
-            **message.metadata,
-        }
         if local is not None:
             replies, inbound.status = local, "answered"
         else:
+            metadata = {
+                "channel": message.channel,
+                "message_id": message.external_id,
+                "citizen_id": citizen_id,
+                **message.metadata,
+            }
             try:
                 bot_replies = await self.bridge.turn(inbound.conversation_id, inbound.text, metadata)
                 replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]
@@ -120,11 +112,9 @@ class MessagePipeline:
                 log.warning("turn for %s kept unanswered: %s", mask(message.sender), exc)
                 replies = [Reply(BUSY)]
                 inbound.status, inbound.error = "bot_failed", str(exc)[:255]
-        renderer = self.renderers.get(message.channel)
-        if renderer is None:  # delivered in the request itself (web chat)
-            rendered, status = [Rendered(r.text, r.buttons) for r in replies], "sent"
-        else:  # recorded as queued in the same transaction as the answer: a crash cannot lose it
-            rendered, status = (await renderer(message, replies) if replies else []), "queued"
+        rendering = wire.render(replies) if replies else Rendering([])
+        # An answer in the request is sent by now; the others are queued in the same transaction.
+        status = "sent" if wire.answers_in_request else "queued"
         db.add(inbound)
         rows = [
             Message(
@@ -137,20 +127,23 @@ class MessagePipeline:
                 status=status,
                 in_reply_to=inbound.id,
             )
-            for r in rendered
+            for r in rendering.messages
         ]
         db.add_all(rows)
         await db.commit()
-        return TurnResult(replies, conversation_id=inbound.conversation_id, outbound=[_record(m) for m in rows])
+        return TurnResult(
+            replies,
+            conversation_id=inbound.conversation_id,
+            outbound=[_record(m) for m in rows],
+            rendering=rendering,
+        )
 
     def _stale(self, inbound: Message) -> bool:
         """Recorded but never answered for longer than a turn can take: its process died."""
         age = (utcnow() - inbound.created_at).total_seconds()
         return age > self.settings.rasa_timeout_s * (self.settings.rasa_retries + 1) + 5
 
-    async def _replay(self, message: InboundMessage) -> TurnResult:
-        """A message seen before gets the replies it got the first time, never a second bot turn;
-        one that the bot never answered (Rasa was away, or the process died half-way) is tried again."""
+    async def replay(self, message: InboundMessage, wire: Wire) -> TurnResult:
         async with self.sessions() as db:
             inbound = await conversations.find_inbound(db, message.channel, message.external_id)
             retry = inbound is not None and (
@@ -158,8 +151,9 @@ class MessagePipeline:
                 or (inbound.status == "received" and self._stale(inbound))
             )
             if retry:
+                assert inbound is not None
                 citizen_id = await conversations.citizen_of(db, inbound.conversation_id)
-                return await self._answer(db, inbound, citizen_id, message)
+                return await self._answer(db, inbound, citizen_id, message, wire)
             if inbound is None or inbound.status == "received":
                 return TurnResult([Reply(IN_PROGRESS)], duplicate=True)
             sent = await conversations.replies_to(db, inbound.id)

@@ -1,13 +1,10 @@
-"""The delivery log of broadcast messages (refs "recipient:<id>"), used by gateway.delivery's
-SqlDeliveryLog: whether a recipient is still due, what the provider said, and the SMS that replaces a
-WeChat or web push message which failed for good (the user unfollowed, a bad openid, retries spent, the
-48-hour window; a push subscription that expired), when the citizen has a phone and may get an SMS (not
-opted out, unless it is an emergency)."""
+"""The ledger's broadcast rows (refs "recipient:<id>"): whether a recipient is still due, what the
+provider said, and the switch of a recipient's row to the phone when its channel could not deliver."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, select, update
@@ -16,6 +13,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Outgoing, SendResult, StatusUpdate
+from channels.sms.wire import SmsWire
 from gateway.batch import Batch
 from gateway.broadcast import render
 from gateway.config import Settings
@@ -23,11 +21,8 @@ from gateway.db.models import Broadcast, BroadcastRecipient, ChannelIdentity, Ci
 
 log = logging.getLogger(__name__)
 
-OPTED_OUT_CODE = "21610"  # Twilio: the recipient stopped us at the carrier (STOP/退订)
-# Reports arrive in any order; a late "sent" must not overwrite "delivered".
-RANK = {"queued": 0, "sent": 2, "undelivered": 3, "failed": 3, "delivered": 4}
 FELL_BACK = "已改发短信"  # the note kept on the row after the SMS goes starts so: staff see why it was SMS
-FALLS_BACK = {"wechat": "微信", "webpush": "网页推送"}  # channels whose final failure becomes an SMS
+REPORTED = {"sent", "undelivered", "failed", "delivered"}  # what a recipient row records of a provider's report
 
 _recipients = BroadcastRecipient.__table__
 # One row per sent message, executed for a whole batch at once. A status callback quick enough to
@@ -47,14 +42,11 @@ SENT = (
 )
 
 
-class RecipientLog:
+class RecipientRecords:
     def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        enqueue: Callable[[Outgoing], Awaitable[Any]] | None = None,
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], overtakes: Callable[[str, str], bool]
     ) -> None:
-        self.settings, self.sessions, self.enqueue = settings, sessions, enqueue
+        self.settings, self.sessions, self.overtakes = settings, sessions, overtakes
         # the dispatcher asks these once per message, dozens at a time: one statement per batch
         self._due: Batch[int, bool] = Batch(self._due_many)
         self._sent: Batch[dict[str, Any], None] = Batch(self._sent_many)
@@ -86,29 +78,21 @@ class RecipientLog:
             await db.commit()
         return [None] * len(rows)
 
-    async def retrying(self, recipient_id: int, attempt: int, reason: str) -> None:
-        await self._update(recipient_id, error=f"try {attempt} failed: {reason}"[:255])
+    async def note(self, recipient_id: int, error: str) -> None:
+        await self._update(recipient_id, error=error[:255])
 
-    async def failed(self, recipient_id: int, kind: str, reason: str) -> None:
+    async def failed(self, recipient_id: int, error: str) -> tuple[int, str] | None:
+        """Recorded as failed; (citizen id, channel) of the row, None when there is no such row."""
         async with self.sessions() as db:
             row = await db.get(BroadcastRecipient, recipient_id)
         if row is None:
-            return
-        if row.channel in FALLS_BACK and self.enqueue is not None:
-            sms = await self._switch_to_sms(recipient_id, f"{kind}: {reason}")
-            if sms is not None:
-                await self.enqueue(sms)
-                return
-        await self._update(recipient_id, status="failed", error=f"{kind}: {reason}"[:255])
-        if kind == "opted_out" and row.channel == "sms":
-            await self._opt_out(row.citizen_id)
+            return None
+        await self._update(recipient_id, status="failed", error=error[:255])
+        return row.citizen_id, row.channel
 
-    async def fallback(self, recipient_id: int) -> Outgoing | None:
-        """WeChat answered "window closed": the SMS the dispatcher queues in its place, or None."""
-        return await self._switch_to_sms(recipient_id, "window_closed")
-
-    async def status(self, update_: StatusUpdate) -> bool:
-        """A provider's status report; False when the provider id is not a broadcast recipient's."""
+    async def status(self, update_: StatusUpdate) -> tuple[int, str] | None:
+        """A provider's report; (citizen id, channel) of the row, None when the provider id is not a
+        broadcast recipient's."""
         async with self.sessions() as db:
             row = (
                 (
@@ -123,23 +107,21 @@ class RecipientLog:
                 .first()
             )
             if row is None:
-                return False
+                return None
             status = "delivered" if update_.status == "read" else update_.status
-            if status in RANK and RANK[status] > RANK.get(row.status, 0):
+            if status in REPORTED and status != row.status and self.overtakes(status, row.status):
                 row.status = status
                 if update_.error_code:
                     row.error = f"provider error {update_.error_code}"
                 row.updated_at = utcnow()
                 db.add(row)
                 await db.commit()
-            citizen_id, channel = row.citizen_id, row.channel
-        if update_.error_code == OPTED_OUT_CODE and channel == "sms":
-            await self._opt_out(citizen_id)
-        return True
+            return row.citizen_id, row.channel
 
-    async def _switch_to_sms(self, recipient_id: int, why: str) -> Outgoing | None:
-        """Switch a WeChat or web push recipient's row to SMS and return the SMS; None when they have no
-        phone, or opted out of SMS and this is not an emergency, or another copy already switched it."""
+    async def switch_to_phone(self, recipient_id: int, why: str, phone: SmsWire, label: str) -> Outgoing | None:
+        """Switch a recipient's row from the channel that failed (named `label`) to the phone and return
+        the SMS; None when they have no phone, or opted out of SMS and this is not an emergency, or
+        another copy already switched it."""
         async with self.sessions() as db:
             found = (
                 await db.exec(
@@ -152,34 +134,34 @@ class RecipientLog:
             if found is None:
                 return None
             recipient, broadcast, citizen = found
-            if recipient.channel not in FALLS_BACK or broadcast.status == "cancelled":
+            if recipient.channel == phone.name or broadcast.status == "cancelled":
                 return None
             if citizen.sms_opted_out and broadcast.kind != "emergency":
                 return None
-            phone = (
+            number = (
                 citizen.phone
                 or (
                     await db.exec(
                         select(func.min(ChannelIdentity.address)).where(
-                            col(ChannelIdentity.citizen_id) == citizen.id, col(ChannelIdentity.channel) == "sms"
+                            col(ChannelIdentity.citizen_id) == citizen.id, col(ChannelIdentity.channel) == phone.name
                         )
                     )
                 ).scalar()
             )
-            if not phone:
+            if not number:
                 return None
-            note = f"{FELL_BACK}：{FALLS_BACK[recipient.channel]}未送达（{why}）"[:255]
+            note = f"{FELL_BACK}：{label}未送达（{why}）"[:255]
             changed = await db.exec(
                 update(BroadcastRecipient)
                 .where(col(BroadcastRecipient.id) == recipient_id, col(BroadcastRecipient.channel) == recipient.channel)
-                .values(channel="sms", address=phone, status="queued", error=note, updated_at=utcnow())
+                .values(channel=phone.name, address=number, status="queued", error=note, updated_at=utcnow())
             )
             await db.commit()
         if changed.rowcount != 1:
             return None
         log.info("recipient:%d: %s failed, falling back to SMS", recipient_id, recipient.channel)
         return render.outgoing(
-            self.settings, broadcast, recipient_id, "sms", phone, reminder=recipient.reminded_at is not None
+            self.settings, broadcast, recipient_id, phone.name, number, reminder=recipient.reminded_at is not None
         )
 
     async def _update(self, recipient_id: int, **values: Any) -> None:
@@ -189,9 +171,4 @@ class RecipientLog:
                 .where(col(BroadcastRecipient.id) == recipient_id)
                 .values(attempts=col(BroadcastRecipient.attempts) + 1, updated_at=utcnow(), **values)
             )
-            await db.commit()
-
-    async def _opt_out(self, citizen_id: int) -> None:
-        async with self.sessions() as db:
-            await db.exec(update(Citizen).where(col(Citizen.id) == citizen_id).values(sms_opted_out=True))
             await db.commit()

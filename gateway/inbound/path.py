@@ -1,0 +1,143 @@
+"""The inbound path's entry points. A channel that answers in the request (web chat) calls
+`Inbound.handle`; a webhook channel calls `Intake.accept`, which queues the message durably so the
+webhook is acknowledged in milliseconds, and a TurnRunner later calls `Inbound.process`. Both dedupe
+once (Seen, on the channel's message id), then run the same steps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from channels.base import InboundMessage, Outgoing, Reply, StatusUpdate, TurnResult, Wire
+from gateway.inbound.entry import InboxEntry
+from gateway.inbound.responders import Answered, MenuMemory, Responder
+from gateway.inbound.turn import Turns
+from gateway.outbound.queue import OutboundQueue
+from gateway.outbound.refs import MessageRef, NoticeRef
+from gateway.state import StateStore
+from gateway.wires import Wires
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[Outgoing], Awaitable[object]]
+StatusSink = Callable[[StatusUpdate], Awaitable[None]]
+
+
+class Seen:
+    """The one dedupe of the path: a message id claimed when its message arrives."""
+
+    def __init__(self, state: StateStore, ttl_s: int) -> None:
+        self.state, self.ttl_s = state, ttl_s
+
+    async def first_time(self, message: InboundMessage) -> bool:
+        return await self.state.claim(self._key(message), self.ttl_s)
+
+    async def forget(self, message: InboundMessage) -> None:
+        await self.state.release(self._key(message))
+
+    @staticmethod
+    def _key(message: InboundMessage) -> str:
+        return f"seen:{message.channel}:{message.external_id}"
+
+
+class Intake:
+    """Where webhook channels hand what they received (channels.base.Intake): deduped and queued, so
+    the webhook is acknowledged at once (Twilio waits 15 s, WeChat 5 s)."""
+
+    def __init__(self, seen: Seen, inbox: OutboundQueue, statuses: StatusSink) -> None:
+        self.seen, self.inbox, self.statuses = seen, inbox, statuses
+
+    async def accept(self, message: InboundMessage) -> bool:
+        """Queued for a turn; False when it was seen before (a provider's retry)."""
+        if not await self.seen.first_time(message):
+            return False
+        try:
+            await self.inbox.add(InboxEntry(message))  # type: ignore[arg-type]  # the inbox's own entry type
+        except BaseException:
+            await self.seen.forget(message)  # not queued: the provider's retry must get through
+            raise
+        return True
+
+    async def status(self, update: StatusUpdate) -> None:
+        """A provider's delivery report."""
+        await self.statuses(update)
+
+
+class Inbound:
+    def __init__(
+        self,
+        wires: Wires,
+        seen: Seen,
+        turns: Turns,
+        responders: list[Responder],
+        memory: MenuMemory,
+        enqueue: Enqueue,
+    ) -> None:
+        self.wires, self.seen, self.turns, self.responders, self.memory = wires, seen, turns, responders, memory
+        self.enqueue = enqueue
+
+    async def handle(self, message: InboundMessage) -> TurnResult:
+        """A message answered in its own request: the result carries the replies (MessageHandler)."""
+        wire = self.wires[message.channel]
+        if not await self.seen.first_time(message):
+            return await self.turns.replay(message, wire)
+        try:
+            result = await self._turn(message, wire)
+        except BaseException:
+            await self.seen.forget(message)  # nothing was recorded: let the browser's retry through
+            raise
+        if result.refusal:
+            await self.seen.forget(message)  # nothing was recorded either
+        return result
+
+    async def process(self, message: InboundMessage) -> None:
+        """A queued message's turn, its replies handed to the dispatcher (run by a TurnRunner; safe to
+        run twice: the turn answers a recorded message from the log, the dispatcher skips sent replies)."""
+        wire = self.wires[message.channel]
+        result = await self._turn(message, wire)
+        if result.refusal:
+            if result.refusal_code != "rate_limited":  # say why (empty, too long); a flood gets nothing back
+                await self.enqueue(self._notice(message, wire, result.refusal))
+            return
+        for record in result.outbound:
+            if record.status == "queued":
+                await self.enqueue(
+                    Outgoing(
+                        channel=message.channel,
+                        to=message.sender,
+                        text=record.text,
+                        ref=str(MessageRef(record.message_id)),
+                        segments=record.segments or 1,
+                    )
+                )
+
+    # --- the steps every message takes ---------------------------------------------------------
+
+    async def _turn(self, message: InboundMessage, wire: Wire) -> TurnResult:
+        answered = await self._respond(message, wire)
+        message = answered.message
+        refusal = await self.turns.refusal(message)
+        if refusal is not None:
+            return refusal
+        result = await self.turns.take(message, wire, answered.replies)
+        if wire.numbered_menus and result.rendering is not None and result.rendering.messages:
+            await self.memory.remember(message, result.rendering)
+        return result
+
+    async def _respond(self, message: InboundMessage, wire: Wire) -> Answered:
+        for responder in self.responders:
+            answered = await responder(message, wire)
+            if answered is not None:
+                return answered
+        return Answered(message, None)
+
+    def _notice(self, message: InboundMessage, wire: Wire, text: str) -> Outgoing:
+        """A refusal: not part of the conversation log, so it is recorded nowhere but the dispatcher's."""
+        rendered = wire.render([Reply(text)]).messages[0]
+        return Outgoing(
+            channel=message.channel,
+            to=message.sender,
+            text=rendered.text,
+            ref=str(NoticeRef(message.external_id)),
+            segments=rendered.segments or 1,
+        )
