@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def networks(spec: str) -> tuple[Network, ...]:
+    """Networks from "10.0.0.1, 192.168.0.0/16, ::1"; ValueError on a bad entry."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in spec.split(",") if part.strip())
 
 
 class Settings(BaseSettings):
@@ -36,6 +43,10 @@ class Settings(BaseSettings):
 
     # Webhooks. Providers sign the URL they call; behind a proxy that is this base, not what we see.
     public_base_url: str | None = None
+    # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client
+    # for staff sign-in limits and the audit log. Empty: the connection's own address, so that nobody
+    # can pick their address by writing the header.
+    forwarded_allow_ips: str = ""
 
     # SMS through Twilio. Without an account SID, `run` starts the local Twilio-compatible server.
     twilio_account_sid: str | None = None
@@ -89,6 +100,16 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "citygw")
     python310: str | None = None
     fixed_now: str | None = None  # ISO local time, e.g. 2026-11-25T10:00:00; pins the clock for demos and tests
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        networks(value)  # a bad entry stops start-up with its name, not a request later
+        return value
+
+    @property
+    def forwarded_proxies(self) -> tuple[Network, ...]:
+        return networks(self.forwarded_allow_ips)
 
     @property
     def webpush_enabled(self) -> bool:

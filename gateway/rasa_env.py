@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 BOT = REPO_ROOT / "bot"
 REQUIREMENTS = BOT / "requirements-rasa.txt"
+# Rasa logs through common/logfilter.py: identifiers in the trackers it dumps are masked.
+LOGGING = BOT / "logging.yml"
 MODEL_INPUTS = [
     "bot/config.yml",
     "bot/domain.yml",
@@ -141,13 +143,17 @@ def start_rasa(settings: Settings, model: Path, port: int, action_port: int, log
     command = [
         str(venv / "bin" / "rasa"), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port),
         "-m", str(model), "--endpoints", "endpoints.yml", "--credentials", "credentials.yml",
+        "--logging-config-file", str(LOGGING),
     ]  # fmt: skip
-    env = rasa_environ(ACTION_ENDPOINT_URL=f"http://127.0.0.1:{action_port}/webhook")
+    # Rasa's environment finds the log filter (`common`) in the repository; nothing else is loaded from there.
+    env = rasa_environ(ACTION_ENDPOINT_URL=f"http://127.0.0.1:{action_port}/webhook", PYTHONPATH=str(REPO_ROOT))
     return _spawn(command, BOT, env, log_file)
 
 
-def start_actions(port: int, log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "rasa_sdk", "--actions", "bot.actions", "-p", str(port)]
+def start_actions(
+    port: int, log_file: Path, env: dict[str, str] | None = None, actions: str = "bot.actions"
+) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gateway.action_server", "--actions", actions, "-p", str(port)]
     # rasa-sdk's CLI has no host flag and would listen on every interface; Sanic honours SANIC_HOST.
     return _spawn(command, REPO_ROOT, {**os.environ, **(env or {}), "SANIC_HOST": "127.0.0.1"}, log_file)
 

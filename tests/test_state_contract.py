@@ -56,6 +56,34 @@ async def test_rate_window_counts(state):
     assert counts == [1, 2, 3, 4, 5]
 
 
+async def test_sliding_window_counts_concurrent_events_one_by_one(state):
+    k = key()
+    hits = await asyncio.gather(*(state.hit_sliding(k, 60) for _ in range(50)))
+    assert sorted(h.count for h in hits) == list(range(1, 51))
+    assert len({h.id for h in hits}) == 50
+    assert all(0 < h.oldest_expires_in_s <= 60 for h in hits)
+    assert (await state.hit_sliding(key(), 60)).count == 1  # keys are counted apart
+
+
+async def test_a_forgotten_event_no_longer_counts(state):
+    k = key()
+    first = await state.hit_sliding(k, 60)
+    await state.hit_sliding(k, 60)
+    await state.forget(k, first.id)
+    await state.forget(k, "no-such-event")
+    assert (await state.hit_sliding(k, 60)).count == 2
+
+
+async def test_events_leave_the_sliding_window_as_it_moves(state):
+    k = key()
+    await state.hit_sliding(k, 1)
+    await asyncio.sleep(0.6)
+    assert (await state.hit_sliding(k, 1)).count == 2
+    await asyncio.sleep(0.6)  # the first event is now older than the window, the second is not
+    later = await state.hit_sliding(k, 1)
+    assert later.count == 2 and later.oldest_expires_in_s < 1
+
+
 async def test_publish_reaches_every_subscriber_of_the_topic_only(state):
     topic, other = key(), key()
     async with state.subscribe(topic) as first, state.subscribe(topic) as second, state.subscribe(other) as third:

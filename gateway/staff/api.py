@@ -34,10 +34,13 @@ from gateway.staff.auth import (
     check_role,
     check_school,
     clear_cookie,
+    client_address,
     find_session,
+    forget_success,
     open_session,
     secure_request,
     set_cookie,
+    throttle_address,
     throttle_login,
 )
 from gateway.staff.errors import ApiError, forbidden, invalid, json_response, not_found
@@ -158,6 +161,7 @@ def _query(request: web.Request, model: type[BaseModel]) -> BaseModel:
 class StaffApi:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], state: StateStore) -> None:
         self.settings, self.sessions, self.state = settings, sessions, state
+        self.proxies = settings.forwarded_proxies
         self.endpoints = self._endpoints()
         self.document = build_document(self.endpoints)
         self._topics: list[dict[str, str]] | None = None
@@ -273,7 +277,7 @@ class StaffApi:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 async with self.sessions() as db:
-                    ctx = Ctx(request, db, request.remote)
+                    ctx = Ctx(request, db, client_address(request, self.proxies))
                     if endpoint.roles is not None:
                         ctx.session, ctx.staff = await authenticate(db, request)
                         if endpoint.csrf:
@@ -311,12 +315,21 @@ class StaffApi:
         username = body.username.strip()
         db = ctx.db
         try:
+            attempt = await throttle_address(self.state, ctx.ip)
+        except ApiError:
+            ctx.record("login_failed", username, reason="address_throttled")
+            await db.commit()
+            raise
+        try:
             await throttle_login(self.state, username, ctx.ip)
         except ApiError:
             ctx.record("login_failed", username, reason="throttled")
             await db.commit()
             raise
         user = (await db.exec(select(StaffUser).where(StaffUser.username == username))).first()
+        # Hand the connection back while the hash waits its turn: a burst of sign-ins queued for
+        # argon2 must not hold the pool that citizens' turns need.
+        await db.commit()
         if not await verify_password_async(user.password_hash if user else None, body.password):
             ctx.staff = user
             ctx.record("login_failed", username, reason="bad_credentials")
@@ -335,6 +348,7 @@ class StaffApi:
             await db.delete(previous[0])
         token, session = await open_session(db, user, ctx.ip)
         ctx.record("login", username)
+        await forget_success(self.state, ctx.ip, attempt)
         staff = s.StaffOut.model_validate(user, from_attributes=True)
         response = out(s.LoginOut, staff=staff, csrf_token=session.csrf_token)
         set_cookie(response, token, secure_request(ctx.request, self.settings.public_base_url))

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from aiohttp import web
@@ -19,10 +21,11 @@ from sqlalchemy import delete
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.config import Network
 from gateway.db.models import StaffSession, StaffUser, utcnow
 from gateway.staff.accounts import ROLE_NAMES
 from gateway.staff.errors import ApiError, forbidden, unauthenticated
-from gateway.state import StateStore
+from gateway.state import StateStore, WindowHit
 
 COOKIE = "citygw_staff"
 CSRF_HEADER = "X-CSRF-Token"
@@ -33,6 +36,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOGIN_ATTEMPTS = 10  # per username and IP address…
 LOGIN_WINDOW_S = 300  # …in each 5-minute window
 THROTTLED = "登录尝试过于频繁，请{minutes}分钟后再试。"
+# Across all usernames, one client address gets this many failed sign-ins in any 10 minutes: one
+# password tried against every account is stopped too. Each attempt is counted before the password
+# is checked (parallel guesses cannot slip past) and withdrawn when it succeeds, so an office of staff
+# behind one address is not locked out by its own sign-ins.
+ADDRESS_FAILURES = 30
+ADDRESS_WINDOW_S = 600
+ADDRESS_THROTTLED = "来自您所在网络地址的登录失败次数过多，请{minutes}分钟后再试。"
 
 
 def token_hash(token: str) -> str:
@@ -103,6 +113,65 @@ def check_school(staff: StaffUser, school_id: str | None) -> None:
     """School staff act only for their own school; everyone else was already checked by role."""
     if staff.role == "school" and staff.school_id != school_id:
         raise forbidden("学校教职工只能查看和操作本校的通知。")
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:1.2.3.4 is the IPv4 client 1.2.3.4
+    return mapped or address
+
+
+def client_address(request: web.Request, proxies: Sequence[Network]) -> str | None:
+    """The address of whoever sent the request. X-Forwarded-For is believed only from a configured
+    reverse proxy (CITYGW_FORWARDED_ALLOW_IPS), and only its rightmost entries: each proxy appends the
+    address it saw, and anything to the left of the last trusted proxy the client could have written."""
+    peer = request.remote
+    if not proxies or peer is None:
+        return peer
+    hop = _address(peer)
+    if hop is None or not any(hop in net for net in proxies):
+        return peer
+    entries = [e for header in request.headers.getall("X-Forwarded-For", []) for e in header.split(",")]
+    for entry in reversed(entries):
+        address = _address(entry)
+        if address is None:  # a proxy wrote something unreadable: trust nothing further left
+            return str(hop)
+        hop = address
+        if not any(hop in net for net in proxies):
+            return str(hop)
+    return str(hop)  # every hop is a proxy of ours: the leftmost is as far as we can see
+
+
+def _address_key(ip: str | None) -> str:
+    address = _address(ip) if ip else None
+    if isinstance(address, ipaddress.IPv6Address):
+        # One IPv6 subscriber gets a whole /64: counting single addresses would not slow them at all.
+        address = ipaddress.IPv6Network((address, 64), strict=False)
+    return f"staff-login-address:{address or ip or '-'}"
+
+
+async def throttle_address(state: StateStore, ip: str | None) -> WindowHit:
+    """Count a sign-in attempt from this address; refuse (429) past ADDRESS_FAILURES in the window.
+    Returns the hit, which forget_success withdraws when the sign-in succeeds."""
+    key = _address_key(ip)
+    hit = await state.hit_sliding(key, ADDRESS_WINDOW_S)
+    if hit.count > ADDRESS_FAILURES:
+        await state.forget(key, hit.id)  # a refused attempt is not another failure: it never ran
+        wait_s = max(1, math.ceil(hit.oldest_expires_in_s))
+        raise ApiError(
+            429,
+            "throttled",
+            ADDRESS_THROTTLED.format(minutes=math.ceil(wait_s / 60)),
+            headers={"Retry-After": str(wait_s)},
+        )
+    return hit
+
+
+async def forget_success(state: StateStore, ip: str | None, hit: WindowHit) -> None:
+    await state.forget(_address_key(ip), hit.id)
 
 
 async def throttle_login(state: StateStore, username: str, ip: str | None) -> None:

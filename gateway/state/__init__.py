@@ -4,7 +4,7 @@ Redis when several processes must share it; an in-memory twin for the single-pro
 Both pass the same contract tests (tests/test_state_contract.py).
 """
 
-from gateway.state.base import StateStore, Subscription
+from gateway.state.base import StateStore, Subscription, WindowHit
 from gateway.state.memory import MemoryState
 
 
@@ -16,4 +16,4 @@ def create_state(redis_url: str | None, prefix: str = "citygw") -> StateStore:
     return RedisState(redis_url, prefix)
 
 
-__all__ = ["MemoryState", "StateStore", "Subscription", "create_state"]
+__all__ = ["MemoryState", "StateStore", "Subscription", "WindowHit", "create_state"]

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -60,6 +61,15 @@ class LocalFanout:
             sub.offer(message)
 
 
+@dataclass(frozen=True)
+class WindowHit:
+    """One event counted in a sliding window."""
+
+    id: str  # hand it to StateStore.forget to withdraw the event
+    count: int  # events in the last window_s seconds, this one included
+    oldest_expires_in_s: float  # until the oldest of them leaves the window (and the count drops)
+
+
 class StateStore(Protocol):
     async def claim(self, key: str, ttl_s: int) -> bool:
         """Set key if absent; True only for the first claimant within ttl_s."""
@@ -72,6 +82,13 @@ class StateStore(Protocol):
 
     async def hit(self, key: str, window_s: int) -> int:
         """Count one event in the current fixed window; returns the count so far."""
+
+    async def hit_sliding(self, key: str, window_s: int) -> WindowHit:
+        """Count one event now in a window sliding over the last window_s seconds (no burst at a
+        window boundary, unlike hit); atomic, so concurrent callers see distinct counts."""
+
+    async def forget(self, key: str, hit_id: str) -> None:
+        """Withdraw one event that hit_sliding counted."""
 
     async def publish(self, topic: str, message: dict[str, Any]) -> None: ...
 

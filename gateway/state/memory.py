@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.state.base import LocalFanout, Subscription
+from gateway.state.base import LocalFanout, Subscription, WindowHit
 
 
 class MemoryState:
@@ -50,6 +51,19 @@ class MemoryState:
         count = (self._live(bucket) or 0) + 1
         self._put(bucket, count, window_s)
         return count
+
+    async def hit_sliding(self, key: str, window_s: int) -> WindowHit:
+        now = self._clock()
+        events = {i: t for i, t in (self._live(key) or {}).items() if t > now - window_s}
+        hit_id = secrets.token_hex(8)
+        events[hit_id] = now
+        self._put(key, events, window_s)
+        return WindowHit(hit_id, len(events), min(events.values()) + window_s - now)
+
+    async def forget(self, key: str, hit_id: str) -> None:
+        events = self._live(key)
+        if events:
+            events.pop(hit_id, None)
 
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
         self._fanout.deliver(topic, copy.deepcopy(message))

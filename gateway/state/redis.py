@@ -4,13 +4,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.state.base import LocalFanout, Subscription
+from gateway.state.base import LocalFanout, Subscription, WindowHit
 
 log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 64
@@ -56,6 +58,20 @@ class RedisState:
         async with self._redis.pipeline(transaction=True) as pipe:
             count, _ = await pipe.incr(bucket).expire(bucket, window_s).execute()
         return int(count)
+
+    async def hit_sliding(self, key: str, window_s: int) -> WindowHit:
+        # A sorted set of event ids scored by time; the transaction makes prune-add-count atomic.
+        k, now = self._prefix + key, time.time()
+        hit_id = secrets.token_hex(8)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(k, "-inf", now - window_s).zadd(k, {hit_id: now}).zcard(k)
+            pipe.zrange(k, 0, 0, withscores=True).expire(k, math.ceil(window_s))
+            _, _, count, oldest, _ = await pipe.execute()
+        oldest_at = oldest[0][1] if oldest else now
+        return WindowHit(hit_id, int(count), max(0.0, oldest_at + window_s - now))
+
+    async def forget(self, key: str, hit_id: str) -> None:
+        await self._redis.zrem(self._prefix + key, hit_id)
 
     async def publish(self, topic: str, message: dict[str, Any]) -> None:
         await self._redis.publish(f"{self._prefix}pub:{topic}", json.dumps(message, ensure_ascii=False))

@@ -1,0 +1,37 @@
+"""The action server as the gateway runs it: rasa-sdk serving bot.actions, with citizens' identifiers
+masked in everything it logs (common/logfilter.py): rasa-sdk's error reply quotes the whole tracker
+and its log prints the traceback.
+
+    python -m gateway.action_server -p 5055     (rasa-sdk's own arguments; --actions defaults to bot.actions)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rasa_sdk.__main__ import main_from_args
+from rasa_sdk.endpoint import create_argument_parser
+
+from common.logfilter import MaskingFilter, install
+
+ACTIONS = "bot.actions"
+
+# On import, not in main(): rasa-sdk serves from Sanic worker processes it spawns, and each imports this
+# module afresh (as __mp_main__) but never runs rasa-sdk's logging set-up. Workers print through this
+# handler (warnings and errors, as Python's last-resort handler did); in the parent rasa-sdk swaps it
+# for its coloured one, which keeps the filter.
+install()
+logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-8s %(name)s  - %(message)s")
+for handler in logging.getLogger().handlers:
+    handler.addFilter(MaskingFilter())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = create_argument_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args.actions = args.actions or ACTIONS
+    main_from_args(args)
+
+
+if __name__ == "__main__":
+    main()
