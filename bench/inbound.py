@@ -46,8 +46,7 @@ async def _bare(_request: web.Request) -> web.Response:
 
 def serve(kind: str, port: int, redis_url: str | None) -> None:
     from channels.twilio.handler import TwilioChannel
-    from gateway.inbound.entry import InboxEntry
-    from gateway.inbound.path import Intake, Seen
+    from gateway.inbound.inbox import InboxEntry, Intake, Seen
     from gateway.outbound.queue import MemoryQueue, RedisStreamQueue
     from gateway.state import create_state
 

@@ -25,10 +25,9 @@ from channels.wechat.wire import CHANNEL as WECHAT
 from gateway.binding import Binding
 from gateway.broadcast.runner import BroadcastRunner
 from gateway.config import Settings
-from gateway.inbound.entry import InboxEntry
-from gateway.inbound.path import Inbound, Intake, Seen
+from gateway.inbound.inbox import InboxEntry, Intake, Seen, TurnRunner
+from gateway.inbound.path import Inbound
 from gateway.inbound.responders import MenuMemory, responders
-from gateway.inbound.runner import TurnRunner
 from gateway.inbound.turn import Turns
 from gateway.outbound.dispatcher import Dispatcher, default_consumer
 from gateway.outbound.ledger import Ledger

@@ -280,7 +280,7 @@ class Schools:
             return None
         if found.group(1) in PHONE_WORDS:
             return self.wires.phone
-        return next((w for w in self.wires if w.carries_notices and w.label == found.group(1)), None)
+        return next((w for w in self.wires.values() if w.carries_notices and w.label == found.group(1)), None)
 
     async def _choose_channel(self, message: InboundMessage, target: Wire) -> str:
         async with self.sessions() as db:

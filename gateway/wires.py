@@ -5,8 +5,6 @@ plus one line here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from channels.base import Wire
 from channels.sms.wire import SmsWire
 from channels.webchat.wire import WebChatWire
@@ -15,16 +13,13 @@ from channels.wechat.wire import WeChatWire
 from gateway.config import Settings
 
 
-class Wires:
+class Wires(dict[str, Wire]):
+    """Channel name → its wire; `phone` is the one whose addresses are phone numbers (verification codes
+    and fallbacks go there)."""
+
     def __init__(self, phone: SmsWire, others: list[Wire]) -> None:
-        self.phone = phone  # where verification codes and fallbacks go: its addresses are phone numbers
-        self._by_name: dict[str, Wire] = {w.name: w for w in [phone, *others]}
-
-    def __getitem__(self, name: str) -> Wire:
-        return self._by_name[name]
-
-    def __iter__(self) -> Iterator[Wire]:
-        return iter(self._by_name.values())
+        super().__init__((w.name, w) for w in [phone, *others])
+        self.phone = phone
 
 
 def wires(settings: Settings) -> Wires:

@@ -8,59 +8,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from channels.base import InboundMessage, Outgoing, Reply, StatusUpdate, TurnResult, Wire
-from gateway.inbound.entry import InboxEntry
+from channels.base import InboundMessage, Outgoing, Reply, TurnResult, Wire
+from gateway.inbound.inbox import Seen
 from gateway.inbound.responders import Answered, MenuMemory, Responder
 from gateway.inbound.turn import Turns
-from gateway.outbound.queue import OutboundQueue
 from gateway.outbound.refs import MessageRef, NoticeRef
-from gateway.state import StateStore
 from gateway.wires import Wires
 
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[Outgoing], Awaitable[object]]
-StatusSink = Callable[[StatusUpdate], Awaitable[None]]
-
-
-class Seen:
-    """The one dedupe of the path: a message id claimed when its message arrives."""
-
-    def __init__(self, state: StateStore, ttl_s: int) -> None:
-        self.state, self.ttl_s = state, ttl_s
-
-    async def first_time(self, message: InboundMessage) -> bool:
-        return await self.state.claim(self._key(message), self.ttl_s)
-
-    async def forget(self, message: InboundMessage) -> None:
-        await self.state.release(self._key(message))
-
-    @staticmethod
-    def _key(message: InboundMessage) -> str:
-        return f"seen:{message.channel}:{message.external_id}"
-
-
-class Intake:
-    """Where webhook channels hand what they received (channels.base.Intake): deduped and queued, so
-    the webhook is acknowledged at once (Twilio waits 15 s, WeChat 5 s)."""
-
-    def __init__(self, seen: Seen, inbox: OutboundQueue, statuses: StatusSink) -> None:
-        self.seen, self.inbox, self.statuses = seen, inbox, statuses
-
-    async def accept(self, message: InboundMessage) -> bool:
-        """Queued for a turn; False when it was seen before (a provider's retry)."""
-        if not await self.seen.first_time(message):
-            return False
-        try:
-            await self.inbox.add(InboxEntry(message))  # type: ignore[arg-type]  # the inbox's own entry type
-        except BaseException:
-            await self.seen.forget(message)  # not queued: the provider's retry must get through
-            raise
-        return True
-
-    async def status(self, update: StatusUpdate) -> None:
-        """A provider's delivery report."""
-        await self.statuses(update)
 
 
 class Inbound:
