@@ -60,7 +60,7 @@ class MessagePipeline:
         if not await self.state.claim(claim, self.settings.dedupe_ttl_s):
             return await self._replay(message)
         try:
-            return await self._turn(message, text, local)
+            return await self._turn(message, local)
         except IntegrityError:
             # The message log already has it (e.g. the claim expired): answer as a duplicate.
             return await self._replay(message)
@@ -81,7 +81,7 @@ class MessagePipeline:
         )
         return conversation.id, conversation.citizen_id
 
-    async def _turn(self, message: InboundMessage, text: str, local: list[Reply] | None) -> TurnResult:
+    async def _turn(self, message: InboundMessage, local: list[Reply] | None) -> TurnResult:
         async with self.sessions() as db:
             conversation_id, citizen_id = await self._conversation(db, message)
             inbound = Message(
@@ -89,7 +89,7 @@ class MessagePipeline:
                 direction="in",
                 channel=message.channel,
                 external_id=message.external_id,
-                text=text,
+                text=message.text,  # as the citizen wrote it; only the bot reads the normalised form
             )
             db.add(inbound)
             await db.commit()
@@ -113,7 +113,7 @@ class MessagePipeline:
             replies, inbound.status = local, "answered"
         else:
             try:
-                bot_replies = await self.bridge.turn(inbound.conversation_id, inbound.text, metadata)
+                bot_replies = await self.bridge.turn(inbound.conversation_id, self.normalise(inbound.text), metadata)
                 replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]
                 inbound.status = "answered"
             except BotUnavailable as exc:
