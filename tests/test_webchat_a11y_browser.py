@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 TIMEZONE = "Asia/Urumqi"  # the citizen's clock (UTC+6), not the server's: times are shown in local time
 TYPED = "你好，请问12路公交车到哪了？"  # full-width comma and question mark, as a phone's keyboard types them
 PHONE = {"width": 360, "height": 640}
-MENU = "你能做什么"  # answered with a long list and twelve buttons: what 长辈模式 must fold
+MENU = "你能做什么"  # answered with a long list and a button per family: what 长辈模式 must fold
 MENU_REPLY = "我可以为您办理"
 
 # Everything the contrast check needs, per visible element with text of its own: its text colour, the
@@ -217,7 +217,7 @@ async def page():
 
 
 async def menu_reply(page: Page) -> None:
-    """The latest reply is the menu (long, twelve buttons), asked for if it is not."""
+    """The latest reply is the menu (long, a button per family), asked for if it is not."""
     latest = page.locator("#messages .msg.bot").last
     if await page.locator("#messages .msg.bot").count():
         text = await latest.locator(".text").text_content()
@@ -392,7 +392,9 @@ async def test_elder_mode(page: Page, gateway_url: str) -> None:
     text = reply.locator(".text")
     size = await text.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
     await expect(reply.get_by_role("button", name="更多选项")).to_be_hidden()
-    assert await reply.locator(".quick-replies button:visible").count() == 12
+    choices = await reply.locator(".quick-replies button").count()
+    assert choices > 4, f"the menu has {choices} buttons: too few to show 更多选项"
+    assert await reply.locator(".quick-replies button:visible").count() == choices
 
     await toggle.click()
     await expect(toggle).to_have_attribute("aria-pressed", "true")
@@ -409,7 +411,7 @@ async def test_elder_mode(page: Page, gateway_url: str) -> None:
         box = await target.bounding_box()
         assert box and box["height"] >= 48 and box["width"] >= 48, f"touch target too small: {box}"
     await more.click()
-    await expect(shown).to_have_count(12)
+    await expect(shown).to_have_count(choices)
     await expect(more).to_be_hidden()
     assert await page.evaluate("document.activeElement.closest('.quick-replies') !== null"), "focus was lost"
 
