@@ -91,7 +91,11 @@ async def history(db: AsyncSession, channel: str, address: str, limit: int) -> l
             .limit(limit)
         )
     ).all()
-    return [{"direction": m.direction, "text": m.text, "buttons": m.buttons or []} for m in reversed(rows)]
+    # "at" (UTC, ISO 8601) lets the page show each message's time in the citizen's own time zone.
+    return [
+        {"direction": m.direction, "text": m.text, "buttons": m.buttons or [], "at": m.created_at.isoformat()}
+        for m in reversed(rows)
+    ]
 
 
 async def citizen_of(db: AsyncSession, conversation_id: str) -> int:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -441,16 +442,33 @@ async def test_ws_reconnect_with_same_session_shows_history(gw: Gateway) -> None
         await chat(ws, "第二条", "m2")
     async with websocket(gw, session) as (ws, hello):
         assert hello["session"] == session
-        assert hello["history"] == [
+        assert [{k: v for k, v in m.items() if k != "at"} for m in hello["history"]] == [
             {"direction": "in", "text": "第一条", "buttons": []},
             {"direction": "out", "text": echo_text("第一条"), "buttons": [BUTTON]},
             {"direction": "in", "text": "第二条", "buttons": []},
             {"direction": "out", "text": echo_text("第二条"), "buttons": [BUTTON]},
         ]
+        # Each entry says when it was written, in UTC, for the page to show in local time.
+        times = [datetime.fromisoformat(m["at"]) for m in hello["history"]]
+        assert all(t.utcoffset() == timedelta(0) for t in times) and times == sorted(times)
+        assert datetime.now(UTC) - times[0] < timedelta(minutes=5)
         # Re-sending an id already answered replays its reply, without a new turn.
         frames = await chat(ws, "第一条", "m1")
         assert replies(frames) == [echo_text("第一条")]
     assert gw.rasa.texts() == ["第一条", "第二条"]
+
+
+async def test_ws_history_keeps_the_citizens_text_as_typed(gw: Gateway) -> None:
+    """Full-width punctuation and spacing stay as typed in the message log and the history; only the
+    bot sees the normalised text."""
+    typed = "你好，请问12路  公交车到哪了？（急）"
+    async with websocket(gw) as (ws, hello):
+        session = hello["session"]
+        assert replies(await chat(ws, typed, "m1")) == [echo_text("你好,请问12路 公交车到哪了?(急)")]
+    assert gw.rasa.texts() == ["你好,请问12路 公交车到哪了?(急)"]
+    assert gw.inbound(session, "m1")["text"] == typed
+    async with websocket(gw, session) as (ws, hello):
+        assert [m["text"] for m in hello["history"] if m["direction"] == "in"] == [typed]
 
 
 async def test_ws_second_socket_of_a_session_sees_echo_and_reply(gw: Gateway) -> None:

@@ -64,7 +64,7 @@ async def ask(page: Page, text: str) -> list[str]:
     before = await bots.count()
     await page.locator("#input").fill(text)
     await page.locator("#input").press("Enter")
-    await expect(page.locator("#messages .msg.user").last).to_have_text(text)
+    await expect(page.locator("#messages .msg.user .text").last).to_have_text(text)
     await expect(page.locator("#input")).to_have_value("")
     await wait_turn(page, before)
     return (await bots.all_inner_texts())[before:]
@@ -102,7 +102,7 @@ async def test_quick_reply(page: Page, gateway_url: str) -> None:
 
     bots_before = await page.locator("#messages .msg.bot").count()
     await chip.click()
-    await expect(page.locator("#messages .msg.user").last).to_have_text(title)
+    await expect(page.locator("#messages .msg.user .text").last).to_have_text(title)
     await wait_turn(page, bots_before)
     # The buttons of the replies before the citizen's choice are spent.
     assert await page.locator(".quick-replies button.chosen").last.is_disabled()
@@ -135,7 +135,7 @@ async def test_second_tab_sees_the_conversation_once(page: Page, gateway_url: st
         assert await other.evaluate(SNAPSHOT) == await page.evaluate(SNAPSHOT)
 
         await ask(other, "你能做什么")
-        await expect(page.locator("#messages .msg.user").last).to_have_text("你能做什么")
+        await expect(page.locator("#messages .msg.user .text").last).to_have_text("你能做什么")
         await expect(page.locator("#messages .msg.user, #messages .msg.bot")).to_have_count(
             await other.locator("#messages .msg.user, #messages .msg.bot").count()
         )

@@ -66,7 +66,7 @@ class Turns:
                     direction="in",
                     channel=message.channel,
                     external_id=message.external_id,
-                    text=self.normalise(message.text or ""),
+                    text=message.text,  # as the citizen wrote it; only the bot reads the normalised form
                 )
                 db.add(inbound)
                 await db.commit()
@@ -105,7 +105,7 @@ class Turns:
                 **message.metadata,
             }
             try:
-                bot_replies = await self.bridge.turn(inbound.conversation_id, inbound.text, metadata)
+                bot_replies = await self.bridge.turn(inbound.conversation_id, self.normalise(inbound.text), metadata)
                 replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]
                 inbound.status = "answered"
             except BotUnavailable as exc:

@@ -6,6 +6,10 @@
   const SESSION_KEY = "citygw.session";
   const REPLY_TIMEOUT_MS = 30000; // no "done" by then: re-send once with the same id
   const BACKOFF_MAX_MS = 15000;
+  // Read before each message by screen readers (visually hidden): who is speaking.
+  const SPEAKER = { user: "我说", bot: "市民服务助手说", system: "系统提示" };
+  const ELDER_CHOICES = 4; // 长辈模式: at most this many buttons at a time, "更多选项" included
+  const WEEKDAYS = "日一二三四五六";
 
   const $ = (sel) => document.querySelector(sel);
   const messagesEl = $("#messages");
@@ -27,6 +31,8 @@
   const sentIds = new Set(); // every id this tab sent
   const doneIds = new Set(); // ids whose turn is over: a re-send's replayed replies are not shown twice
   let shownSession = null; // the session whose history is on screen
+  let shownDay = null; // the day of the last message shown: a new day gets a date line
+  let messageCount = 0; // for the ids that controls point at (aria-controls)
 
   // ---- small helpers -------------------------------------------------------
 
@@ -77,19 +83,81 @@
     if (stick) scrollToBottom();
   }
 
+  function elder() {
+    return document.documentElement.classList.contains("elder");
+  }
+
   // ---- rendering (text always via textContent, never innerHTML) ------------
 
-  function addMessage(kind, text) {
-    const msg = document.createElement("div");
-    msg.className = `msg ${kind}`;
+  function element(tag, className, text) {
+    const el = document.createElement(tag);
+    el.className = className;
+    if (text) el.textContent = text;
+    return el;
+  }
+
+  const two = (n) => String(n).padStart(2, "0");
+
+  // Times are the citizen's local time: HH:MM on each message, a date line when the day changes.
+  function addDayLine(at) {
+    const day = at.toDateString();
+    if (day === shownDay) return;
+    shownDay = day;
+    const year = at.getFullYear() === new Date().getFullYear() ? "" : `${at.getFullYear()}年`;
+    const date = `${year}${at.getMonth() + 1}月${at.getDate()}日 星期${WEEKDAYS[at.getDay()]}`;
+    messagesEl.append(element("p", "day", date));
+  }
+
+  function when(iso) {
+    const at = iso ? new Date(iso) : new Date();
+    return Number.isNaN(at.getTime()) ? new Date() : at;
+  }
+
+  function addMessage(kind, text, at = new Date()) {
+    addDayLine(at);
+    const msg = element("div", `msg ${kind}`);
+    msg.append(element("span", "speaker visually-hidden", SPEAKER[kind]));
     if (text) {
-      const body = document.createElement("div");
-      body.className = "text";
-      body.textContent = text;
+      const body = element("div", "text", text);
+      body.id = `message-${++messageCount}`;
       msg.append(body);
+      if (kind === "bot") msg.append(expandControl(msg, body));
     }
+    const time = element("time", "time", `${two(at.getHours())}:${two(at.getMinutes())}`);
+    time.dateTime = at.toISOString();
+    msg.append(time);
     messagesEl.append(msg);
     return msg;
+  }
+
+  // 长辈模式 folds a long reply to its first lines (chat.css) with this control to read the rest.
+  // The whole text stays in the page for screen readers.
+  function expandControl(msg, body) {
+    const button = element("button", "expand", "展开全文");
+    button.type = "button";
+    button.setAttribute("aria-expanded", "false");
+    button.setAttribute("aria-controls", body.id);
+    button.addEventListener("click", () => {
+      const open = msg.classList.toggle("expanded");
+      button.setAttribute("aria-expanded", String(open));
+      button.textContent = open ? "收起" : "展开全文";
+      if (!open) fold(msg);
+    });
+    return button;
+  }
+
+  // Whether the folded text hides anything is measured, not guessed: it depends on the screen's
+  // width and the phone's text size.
+  function fold(msg) {
+    if (!elder() || msg.classList.contains("expanded")) return;
+    const body = msg.querySelector(":scope > .text");
+    if (body) msg.classList.toggle("long", body.scrollHeight > body.clientHeight + 1);
+  }
+
+  function foldAll() {
+    const stick = nearBottom();
+    for (const msg of messagesEl.querySelectorAll(".msg.bot")) fold(msg);
+    if (stick) scrollToBottom();
   }
 
   function enabledChips() {
@@ -99,33 +167,52 @@
   // A citizen message ends every earlier reply's quick replies.
   function disableChips() {
     for (const b of enabledChips()) b.disabled = true;
+    for (const b of messagesEl.querySelectorAll(".more-options:not(:disabled)")) b.disabled = true;
   }
 
-  function addUser(text) {
+  function addUser(text, at) {
     disableChips();
-    addMessage("user", text);
+    addMessage("user", text, at);
     scrollToBottom();
   }
 
-  function addBot(text, buttons) {
+  // The buttons past the first three are "extra": 长辈模式 shows them only after "更多选项".
+  function addChoices(msg, buttons) {
+    const row = element("div", "quick-replies");
+    row.id = `choices-${++messageCount}`;
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", "可选的回复");
+    const folded = buttons.length > ELDER_CHOICES;
+    buttons.forEach(({ title, payload }, i) => {
+      const b = element("button", folded && i >= ELDER_CHOICES - 1 ? "extra" : "", title || payload);
+      b.type = "button";
+      b.dataset.payload = payload ?? title;
+      b.addEventListener("click", (ev) => {
+        b.classList.add("chosen");
+        send(b.dataset.payload, b.textContent);
+        if (ev.detail === 0) input.focus(); // chosen from the keyboard: focus is not lost with the button
+      });
+      row.append(b);
+    });
+    msg.append(row);
+    if (!folded) return;
+    const more = element("button", "more-options", "更多选项");
+    more.type = "button";
+    more.setAttribute("aria-expanded", "false");
+    more.setAttribute("aria-controls", row.id);
+    more.addEventListener("click", () => {
+      row.classList.add("open");
+      row.querySelector(".extra")?.focus();
+      more.setAttribute("aria-expanded", "true"); // hides it (chat.css): nothing more to show
+    });
+    msg.append(more);
+  }
+
+  function addBot(text, buttons, at) {
     const stick = nearBottom();
-    const msg = addMessage("bot", text);
-    if (Array.isArray(buttons) && buttons.length) {
-      const row = document.createElement("div");
-      row.className = "quick-replies";
-      for (const { title, payload } of buttons) {
-        const b = document.createElement("button");
-        b.type = "button";
-        b.textContent = title || payload;
-        b.dataset.payload = payload ?? title;
-        b.addEventListener("click", () => {
-          b.classList.add("chosen");
-          send(b.dataset.payload, b.textContent);
-        });
-        row.append(b);
-      }
-      msg.append(row);
-    }
+    const msg = addMessage("bot", text, at);
+    if (Array.isArray(buttons) && buttons.length) addChoices(msg, buttons);
+    fold(msg);
     if (stick) scrollToBottom();
   }
 
@@ -145,13 +232,17 @@
   }
 
   function renderHistory(history) {
+    // Busy while the log is rebuilt: screen readers are not read the whole history again.
+    messagesEl.setAttribute("aria-busy", "true");
     messagesEl.replaceChildren();
+    shownDay = null;
     for (const item of history || []) {
-      if (item.direction === "in") addUser(item.display || displayFor(item.text));
-      else addBot(item.text, item.buttons);
+      if (item.direction === "in") addUser(item.display || displayFor(item.text), when(item.at));
+      else addBot(item.text, item.buttons, when(item.at));
     }
     // Messages not answered yet (typed while offline) stay on screen; they are sent next.
     for (const m of pending.values()) addUser(m.frame.display || m.frame.text);
+    messagesEl.removeAttribute("aria-busy");
     scrollToBottom();
   }
 
@@ -292,9 +383,10 @@
 
   // ---- input ---------------------------------------------------------------
 
+  // Grows with the text; chat.css caps it (max-height, in rem like every size on the page).
   function autosize() {
     input.style.height = "auto";
-    input.style.height = `${Math.min(input.scrollHeight, 120)}px`;
+    input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
   }
 
   form.addEventListener("submit", (ev) => {
@@ -322,6 +414,17 @@
       backoff = 1000;
       connect();
     }
+  });
+
+  document.addEventListener("citygw:elder", foldAll);
+  let foldQueued = false;
+  window.addEventListener("resize", () => {
+    if (foldQueued) return;
+    foldQueued = true;
+    requestAnimationFrame(() => {
+      foldQueued = false;
+      foldAll();
+    });
   });
 
   const saved = storage(SESSION_KEY);
