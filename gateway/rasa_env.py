@@ -4,6 +4,8 @@ when its inputs change (both cached by content hash), and starts the Rasa and ac
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import hashlib
 import logging
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from gateway.config import REPO_ROOT, Settings
@@ -72,11 +75,31 @@ def rasa_env_dir(settings: Settings) -> Path:
     return settings.cache_dir / f"rasa-env-{_digest([REQUIREMENTS])}"
 
 
+@contextlib.contextmanager
+def _exclusive(settings: Settings, name: str) -> Iterator[None]:
+    """One builder at a time across processes (two checkouts on one machine share the cache): the
+    second waits, then finds the first one's result."""
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.cache_dir / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_rasa_env(settings: Settings) -> Path:
     """The venv with Rasa, built once per version of the pinned requirements."""
     venv = rasa_env_dir(settings)
     if (venv / ".complete").exists():
         return venv
+    with _exclusive(settings, "rasa-env"):
+        if (venv / ".complete").exists():
+            return venv
+        return _build_rasa_env(settings, venv)
+
+
+def _build_rasa_env(settings: Settings, venv: Path) -> Path:
     python = find_python310(settings)
     log.info("building the Rasa environment in %s (about 2 minutes, once)", venv)
     shutil.rmtree(venv, ignore_errors=True)
@@ -106,6 +129,13 @@ def train(settings: Settings, force: bool = False, config: str = "config.yml") -
     if target.exists() and not force:
         return target
     venv = ensure_rasa_env(settings)
+    with _exclusive(settings, "train"):
+        if target.exists() and not force:
+            return target
+        return _train(settings, venv, target, config)
+
+
+def _train(settings: Settings, venv: Path, target: Path, config: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as out:
         command = [
