@@ -78,6 +78,7 @@ class Wire(Protocol):
     binds_phone: bool  # citizens prove a phone here with an SMS code ("绑定+手机号")
     numbered_menus: bool  # buttons go out as numbered lines: a later "1" or "更多" refers to the last answer
     carries_notices: bool  # broadcasts and school notices go out on it (and parents acknowledge them there)
+    addressed_by: str  # where a citizen's address on it is kept: phone | identity | push_subscription
     label: str  # its name for citizens and staff: "短信", "微信"
     falls_back_to_phone: bool  # a message it cannot deliver goes to the citizen's phone by SMS instead
 
@@ -108,6 +109,7 @@ class PlainWire:
     binds_phone = False
     numbered_menus = False
     carries_notices = False
+    addressed_by = "identity"
     label = ""
     falls_back_to_phone = False
 

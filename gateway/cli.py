@@ -197,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     cli_messaging.register(sub)
     cli_staff.register(sub)
     args = parser.parse_args(argv)
-    if getattr(args, "sender", "") is None:
-        args.sender = "+8613900000001" if args.channel == "sms" else "oDemoCitizen000000000000001"
     settings = get_settings()
     setup_logging(settings.log_level)
     return args.func(args, settings)

@@ -9,6 +9,7 @@ import signal
 import sys
 
 from gateway.config import Settings
+from providers.phone import PHONES
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,41 +88,22 @@ def cmd_phone(args: argparse.Namespace, settings: Settings) -> int:
     import aiohttp
 
     from gateway.demo import TWILIO, WECHAT
-    from providers.phone import twilio_webhook, wait_for_replies, wechat_webhook
+    from providers.phone import PHONES, wait_for_replies
 
-    base = args.url.rstrip("/")
+    phone, base = PHONES[args.channel], args.url.rstrip("/")
+    sender = args.sender or phone.default_sender
 
     async def main() -> int:
         async with aiohttp.ClientSession() as http:
-            if args.channel == "sms":
-                provider, field = f"http://127.0.0.1:{settings.local_twilio_port}/_control/messages", "to"
-                url = f"{base}/channels/twilio/sms"
-                form, headers = twilio_webhook(
-                    url, TWILIO["twilio_auth_token"], args.sender, settings.twilio_from, args.text
-                )
-                request = {"url": url, "data": form, "headers": headers}
-            else:
-                provider, field = f"http://127.0.0.1:{settings.local_wechat_port}/_control/messages", "touser"
-                query, body = wechat_webhook(
-                    WECHAT["wechat_token"],
-                    args.sender,
-                    args.text,
-                    aes_key=WECHAT["wechat_aes_key"],
-                    app_id=WECHAT["wechat_app_id"],
-                )
-                request = {"url": f"{base}/channels/wechat", "params": query, "data": body.encode()}
-            provider += "?limit=100000"
-            seen = await _count(http, provider, field, args.sender)
-            async with http.post(**request) as response:
+            provider = phone.replies_url(settings)
+            seen = await _count(http, provider, phone.replies_field, sender)
+            async with http.post(**phone.request(base, settings, {**TWILIO, **WECHAT}, sender, args.text)) as response:
                 if response.status != 200:
                     print(f"webhook refused: {response.status} {await response.text()}", file=sys.stderr)
                     return 1
-            replies = await wait_for_replies(http, provider, field, args.sender, seen)
+            replies = await wait_for_replies(http, provider, phone.replies_field, sender, seen)
             for reply in replies:
-                if args.channel == "sms":
-                    print(f"短信（{reply['segments']}条计费）：{reply['body']}")
-                else:
-                    print(f"微信：{reply.get('text') or reply.get('data')}")
+                print(phone.show(reply))
             if not replies:
                 print("（还没有回复：Rasa 可能仍在启动）")
             return 0
@@ -147,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     menu.add_argument("--dry-run", action="store_true", help="print the menu instead of creating it")
     menu.set_defaults(func=cmd_wechat_menu)
     phone = sub.add_parser("phone", help="demo: text the running gateway by SMS or WeChat as a citizen")
-    phone.add_argument("channel", choices=["sms", "wechat"])
+    phone.add_argument("channel", choices=sorted(PHONES))
     phone.add_argument("text")
     phone.add_argument("--sender", default=None, help="phone number (sms) or openid (wechat)")
     phone.add_argument("--url", default="http://127.0.0.1:8080")

@@ -5,7 +5,7 @@ plus one line here."""
 
 from __future__ import annotations
 
-from channels.base import Wire
+from channels.base import PlainWire, Wire
 from channels.sms.wire import SmsWire
 from channels.webchat.wire import WebChatWire
 from channels.webpush.wire import WebPushWire
@@ -22,8 +22,13 @@ class Wires(dict[str, Wire]):
         self.phone = phone
 
 
+# Every channel this deployment speaks; the order is the order notices fall through when a citizen has
+# no preference (after the phone). What routing needs is known from the classes, without settings.
+CHANNELS: tuple[type[PlainWire], ...] = (SmsWire, WeChatWire, WebChatWire, WebPushWire)
+PHONE = SmsWire
+
+
 def wires(settings: Settings) -> Wires:
-    return Wires(
-        SmsWire(settings.sms_signature, settings.sms_max_segments),
-        [WeChatWire(settings.wechat_template_id), WebChatWire(), WebPushWire()],
-    )
+    phone = PHONE(settings.sms_signature, settings.sms_max_segments)
+    configured: dict[type[PlainWire], PlainWire] = {WeChatWire: WeChatWire(settings.wechat_template_id)}
+    return Wires(phone, [configured.get(kind) or kind() for kind in CHANNELS if kind is not PHONE])

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -75,3 +76,53 @@ async def wait_for_replies(
             return replies
         await asyncio.sleep(0.2)
     return replies
+
+
+@dataclass(frozen=True)
+class DemoPhone:
+    """One kind of citizen's phone: how it reaches the gateway's webhook and where its replies show up."""
+
+    webhook: str  # path on the gateway
+    default_sender: str
+    replies_field: str  # the recipient's field in the local provider's recorded messages
+
+    def request(self, base: str, settings: Any, secrets_: dict[str, str], sender: str, text: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def replies_url(self, settings: Any) -> str:
+        raise NotImplementedError
+
+    def show(self, reply: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+class SmsPhone(DemoPhone):
+    def request(self, base: str, settings: Any, secrets_: dict[str, str], sender: str, text: str) -> dict[str, Any]:
+        url = f"{base}{self.webhook}"
+        form, headers = twilio_webhook(url, secrets_["twilio_auth_token"], sender, settings.twilio_from, text)
+        return {"url": url, "data": form, "headers": headers}
+
+    def replies_url(self, settings: Any) -> str:
+        return f"http://127.0.0.1:{settings.local_twilio_port}/_control/messages?limit=100000"
+
+    def show(self, reply: dict[str, Any]) -> str:
+        return f"短信（{reply['segments']}条计费）：{reply['body']}"
+
+
+class WeChatPhone(DemoPhone):
+    def request(self, base: str, settings: Any, secrets_: dict[str, str], sender: str, text: str) -> dict[str, Any]:
+        token, aes_key, app_id = secrets_["wechat_token"], secrets_["wechat_aes_key"], secrets_["wechat_app_id"]
+        query, body = wechat_webhook(token, sender, text, aes_key=aes_key, app_id=app_id)
+        return {"url": f"{base}{self.webhook}", "params": query, "data": body.encode()}
+
+    def replies_url(self, settings: Any) -> str:
+        return f"http://127.0.0.1:{settings.local_wechat_port}/_control/messages?limit=100000"
+
+    def show(self, reply: dict[str, Any]) -> str:
+        return f"微信：{reply.get('text') or reply.get('data')}"
+
+
+PHONES: dict[str, DemoPhone] = {
+    "sms": SmsPhone("/channels/twilio/sms", "+8613900000001", "to"),
+    "wechat": WeChatPhone("/channels/wechat", "oDemoCitizen000000000000001", "touser"),
+}

@@ -52,6 +52,23 @@ def test_chat_talks_to_the_running_system(stacks):
     assert "[1] " in result.stdout  # buttons are listed with what to type
 
 
+def test_the_demo_phone_texts_the_gateway_as_a_citizen_on_each_channel(stacks):
+    # `citygw phone` signs (and for WeChat encrypts) the webhook as the provider would, then prints what
+    # the local provider was asked to deliver back to that phone
+    stack = stacks["sqlite"]
+    env = {
+        **stack.env(),
+        "CITYGW_LOCAL_TWILIO_PORT": str(stack.twilio_port),
+        "CITYGW_LOCAL_WECHAT_PORT": str(stack.wechat_port),
+    }
+    sms = citygw("phone", "sms", "你能做什么", "--sender", "+8613900007777", "--url", stack.url, env=env)
+    assert sms.returncode == 0, sms.stderr
+    assert "短信（" in sms.stdout and "【克拉玛依市民服务】我可以为您办理" in sms.stdout
+    wechat = citygw("phone", "wechat", "你能做什么", "--url", stack.url, env=env)
+    assert wechat.returncode == 0, wechat.stderr
+    assert "微信：" in wechat.stdout and "我可以为您办理" in wechat.stdout
+
+
 def test_run_refuses_to_listen_publicly_with_demo_secrets_or_without_a_public_url():
     from gateway.config import Settings
     from gateway.demo import TWILIO, exposure_problem

@@ -17,6 +17,7 @@ class SmsWire(PlainWire):
     carries_notices = True
     numbered_menus = True
     address_is_phone = True
+    addressed_by = "phone"
 
     def __init__(self, signature: str, max_segments: int) -> None:
         self.signature, self.max_segments = signature, max_segments

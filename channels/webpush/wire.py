@@ -15,6 +15,7 @@ class WebPushWire(PlainWire):
     label = "网页推送"
     carries_notices = True
     falls_back_to_phone = True
+    addressed_by = "push_subscription"  # a subscription from the web chat page, not an identity
 
     def notice(self, title: str, body: str, reminder: str, ack: str) -> Notice:
         # no "reply 收到": citizens cannot answer a push message (acknowledgements come by SMS or WeChat)

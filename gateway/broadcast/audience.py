@@ -2,11 +2,12 @@
 filter on citizens; one CASE expression picks each citizen's channel, and the same expression serves
 the preview's counts and the fan-out's INSERT … SELECT, so the two can never disagree.
 
-Channel per citizen: WeChat (template message) when they prefer it and have a WeChat identity; web
-push when they prefer it (they subscribed from web chat) and have a live subscription; else SMS to their
-phone (their own, or the number they texted from), unless they opted out and this is not an emergency;
-else WeChat if they have it; else web push if they have it; else nobody ("opted_out" or "none":
-recorded as skipped). A web push recipient's address is their newest live subscription's id."""
+Channel per citizen, from what each channel's wire says of itself (gateway/wires.py): a channel that
+carries notices when they prefer it and have an address there (WeChat: a WeChat identity; web push: a
+live subscription from web chat); else SMS to their phone (their own, or the number they texted from),
+unless they opted out and this is not an emergency; else the other notice channels in the registry's
+order (WeChat, then web push) where they have an address; else nobody ("opted_out" or "none": recorded
+as skipped). A web push recipient's address is their newest live subscription's id."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.base import Wire
 from gateway.broadcast.errors import BroadcastError
 from gateway.broadcast.phones import MAX_PHONES, normalize_phone
 from gateway.db.engine import dialect_insert
@@ -52,10 +54,12 @@ from gateway.db.models import (
     Subscription,
     WebPushSubscription,
 )
+from gateway.wires import CHANNELS, PHONE
 
 AREA_TYPES = ("all", "districts", "communities", "topics", "list")
 SCHOOL_TYPES = ("school", "grade", "classes")
-REACHABLE = ("sms", "wechat", "webpush")
+ACCOUNTS = tuple(w for w in CHANNELS if w.carries_notices and not w.address_is_phone)  # WeChat, web push
+REACHABLE = (PHONE.name, *(w.name for w in ACCOUNTS))
 SKIP_REASONS = {"opted_out": "已退订短信", "none": "没有手机号或微信"}  # recorded on skipped recipients
 MAX_IDS = 500
 
@@ -237,7 +241,7 @@ def _filter(audience: Audience) -> ColumnElement[bool]:
         )
     if t == "list":
         by_identity = select(ChannelIdentity.citizen_id).where(
-            col(ChannelIdentity.channel) == "sms", col(ChannelIdentity.address).in_(audience.phones)
+            col(ChannelIdentity.channel) == PHONE.name, col(ChannelIdentity.address).in_(audience.phones)
         )
         return or_(col(Citizen.phone).in_(audience.phones), col(Citizen.id).in_(by_identity))
     return col(Citizen.id).in_(_guardians(audience))
@@ -286,11 +290,10 @@ def _student(audience: Audience) -> Any:
 def _base(audience: Audience, after: int | None = None, limit: int | None = None, upto: int | None = None) -> Any:
     query = select(
         col(Citizen.id).label("citizen_id"),
-        func.coalesce(col(Citizen.phone), _identity("sms")).label("phone"),
+        func.coalesce(col(Citizen.phone), _identity(PHONE.name)).label("phone"),
         col(Citizen.sms_opted_out).label("opted_out"),
         col(Citizen.preferred_channel).label("preferred"),
-        _identity("wechat").label("openid"),
-        _push_subscription().label("push"),
+        *(_account(wire).label(wire.name) for wire in ACCOUNTS),
         _student(audience).label("student_id"),
     ).where(_filter(audience))
     if upto is not None:
@@ -301,32 +304,25 @@ def _base(audience: Audience, after: int | None = None, limit: int | None = None
     return query.subquery("audience")
 
 
+def _account(wire: type[Wire]) -> Any:
+    """A citizen's address on a notice channel other than the phone, where that channel keeps it."""
+    return _push_subscription() if wire.addressed_by == "push_subscription" else _identity(wire.name)
+
+
 def _choice(base: Any, emergency: bool) -> tuple[Any, Any]:
     """(channel, address) CASE expressions over _base's columns; see the module docstring."""
     c = base.c
-    prefers_wechat = and_(c.preferred == "wechat", c.openid.is_not(None))
-    prefers_push = and_(c.preferred == "webpush", c.push.is_not(None))
+    accounts = [(wire.name, c[wire.name], cast(c[wire.name], String)) for wire in ACCOUNTS]
     sms_ok = c.phone.is_not(None) if emergency else and_(c.phone.is_not(None), not_(c.opted_out))
-    has_wechat = c.openid.is_not(None)
-    has_push = c.push.is_not(None)
-    subscription = cast(c.push, String)
+    preferred = [(and_(c.preferred == name, held.is_not(None)), name, address) for name, held, address in accounts]
+    fallback = [(held.is_not(None), name, address) for name, held, address in accounts]
+    rules = [*preferred, (sms_ok, PHONE.name, c.phone), *fallback]
     channel = case(
-        (prefers_wechat, literal("wechat")),
-        (prefers_push, literal("webpush")),
-        (sms_ok, literal("sms")),
-        (has_wechat, literal("wechat")),
-        (has_push, literal("webpush")),
+        *((when, literal(name)) for when, name, _ in rules),
         (c.phone.is_not(None), literal("opted_out")),
         else_=literal("none"),
     )
-    address = case(
-        (prefers_wechat, c.openid),
-        (prefers_push, subscription),
-        (sms_ok, c.phone),
-        (has_wechat, c.openid),
-        (has_push, subscription),
-        else_=func.coalesce(c.phone, literal("")),
-    )
+    address = case(*((when, value) for when, _, value in rules), else_=func.coalesce(c.phone, literal("")))
     return channel, address
 
 
@@ -336,10 +332,10 @@ async def counts(db: AsyncSession, audience: Audience, emergency: bool) -> dict[
     base = _base(audience)
     channel, _ = _choice(base, emergency)
     rows = (await db.exec(select(channel, func.count()).select_from(base).group_by(channel))).all()
-    out = {"sms": 0, "wechat": 0, "webpush": 0, "opted_out": 0, "none": 0}
+    out = {**dict.fromkeys(REACHABLE, 0), "opted_out": 0, "none": 0}
     out.update({name: int(n) for name, n in rows})
     if audience.type == "list":
-        out["sms"] += len(audience.phones) - len(await _known_phones(db, audience.phones))
+        out[PHONE.name] += len(audience.phones) - len(await _known_phones(db, audience.phones))
     return out
 
 
@@ -384,7 +380,7 @@ async def insert_recipients(
         literal(broadcast_id),
         base.c.citizen_id,
         base.c.student_id,
-        case((reachable, channel), (channel == "opted_out", literal("sms")), else_=literal("none")),
+        case((reachable, channel), (channel == "opted_out", literal(PHONE.name)), else_=literal("none")),
         func.coalesce(address, literal("")),
         case((reachable, literal("queued")), else_=literal("skipped")),
         case(
@@ -410,7 +406,7 @@ async def _texted(db: AsyncSession, phones: Sequence[str]) -> list[tuple[int, st
     """(citizen id, number) of listed numbers that have texted us (an SMS identity)."""
     rows = await db.exec(
         select(ChannelIdentity.citizen_id, ChannelIdentity.address).where(
-            col(ChannelIdentity.channel) == "sms", col(ChannelIdentity.address).in_(phones)
+            col(ChannelIdentity.channel) == PHONE.name, col(ChannelIdentity.address).in_(phones)
         )
     )
     return [(citizen_id, address) for citizen_id, address in rows.all()]

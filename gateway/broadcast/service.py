@@ -24,6 +24,7 @@ from gateway.broadcast.quiet import quiet_now, to_utc, utc_now
 from gateway.config import Settings
 from gateway.db.models import Broadcast, BroadcastRecipient, StaffUser, Student, utcnow
 from gateway.logs import mask
+from gateway.wires import PHONE
 
 __all__ = [
     "BroadcastError",
@@ -226,7 +227,7 @@ async def preview(
         "recipients": {**reached, "total": sum(reached.values())},
         "excluded": {"opted_out": counts["opted_out"], "no_channel": counts["none"]},
         "segments": segments,
-        "cost_yuan": round(counts["sms"] * segments * settings.sms_price_yuan, 3),
+        "cost_yuan": round(counts[PHONE.name] * segments * settings.sms_price_yuan, 3),
         "quiet_hours": quiet_now(settings),
         "sms_text": text,
     }

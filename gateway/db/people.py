@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import Connection, Table, any_, bindparam, func, insert, literal_column, select
 from sqlalchemy.dialects import postgresql
 
+from channels.sms.wire import CHANNEL as SMS
+from channels.wechat.wire import CHANNEL as WECHAT
 from gateway.db.engine import sync_engine
 from gateway.db.models import (
     ChannelIdentity,
@@ -142,7 +144,7 @@ def residents(communities: Sequence[str], count: int, seed: int = DEFAULT_SEED) 
             phone=phone(i),
             name=name,
             community_id=community,
-            preferred_channel="wechat" if on_wechat else "sms",
+            preferred_channel=WECHAT if on_wechat else SMS,
             sms_opted_out=opted_out,
             openid=openid(seed, i) if on_wechat else None,
             topics=chosen,
@@ -256,12 +258,10 @@ def _write_residents(conn: Connection, chunk: list[Resident]) -> dict[str, int]:
     ids = _existing(conn, citizen.c.phone, [r.phone for r in new])
     # An address may already be someone's: a phone that texted before it was seeded has an identity.
     addresses = [r.phone for r in new] + [r.openid for r in new if r.openid]
-    taken = _existing(conn, identity.c.address, addresses, identity.c.channel.in_(("sms", "wechat")))
-    identities = [
-        {"channel": "sms", "address": r.phone, "citizen_id": ids[r.phone]} for r in new if r.phone not in taken
-    ]
+    taken = _existing(conn, identity.c.address, addresses, identity.c.channel.in_((SMS, WECHAT)))
+    identities = [{"channel": SMS, "address": r.phone, "citizen_id": ids[r.phone]} for r in new if r.phone not in taken]
     identities += [
-        {"channel": "wechat", "address": r.openid, "citizen_id": ids[r.phone]}
+        {"channel": WECHAT, "address": r.openid, "citizen_id": ids[r.phone]}
         for r in new
         if r.openid and r.openid not in taken
     ]
