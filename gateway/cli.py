@@ -10,9 +10,10 @@ import os
 import sys
 import uuid
 
+from channels.http import PrivateAccessLogger
 from gateway import cli_messaging, cli_staff
 from gateway.config import REPO_ROOT, Settings, get_settings
-from gateway.logs import PrivateAccessLogger, setup_logging
+from gateway.logs import setup_logging
 
 log = logging.getLogger("citygw")
 
