@@ -10,7 +10,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from gateway.db.models import Broadcast, BroadcastRecipient, Guardian, School, Student, utcnow
-from intents.runtime import CITY_TZ, Answer, Context
+from intents.runtime import Answer, Context, city_tz
 from intents.services import Service
 
 WINDOW_DAYS = 30
@@ -22,7 +22,7 @@ HOW_TO_ACK = "回复“收到”确认最近一条未确认的通知。"
 
 
 def _day(moment: datetime) -> str:
-    local = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(CITY_TZ)
+    local = moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(city_tz())
     return f"{local.month}月{local.day}日"
 
 

@@ -9,12 +9,14 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from gateway.db.models import Application, AuditLog, Booking, ResourceSlot, Subscription, utcnow
+from common.clock import utcnow
+from gateway.db.models import AuditLog
 from intents.capacity import capacity_row, give_back, take
 from intents.city.tables import Record
 from intents.handlers.refs import insert_with_ref
 from intents.runtime import Answer, Context, button
 from intents.services import Service, catalogue
+from intents.store.models import Application, Booking, ResourceSlot, Subscription
 
 LIST_LIMIT = 8
 PERIODS = {"am": "上午", "pm": "下午"}
