@@ -127,9 +127,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_actions(args: argparse.Namespace, settings: Settings) -> int:
     os.environ["SANIC_HOST"] = "127.0.0.1"
-    os.execv(
-        sys.executable, [sys.executable, "-m", "rasa_sdk", "--actions", "bot.actions", "-p", str(settings.action_port)]
-    )
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.action_server", "-p", str(settings.action_port)])
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:

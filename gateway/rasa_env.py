@@ -147,7 +147,7 @@ def start_rasa(settings: Settings, model: Path, port: int, action_port: int, log
 
 
 def start_actions(port: int, log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "rasa_sdk", "--actions", "bot.actions", "-p", str(port)]
+    command = [sys.executable, "-m", "gateway.action_server", "-p", str(port)]  # bot.actions, ports plugged in
     # rasa-sdk's CLI has no host flag and would listen on every interface; Sanic honours SANIC_HOST.
     return _spawn(command, REPO_ROOT, {**os.environ, **(env or {}), "SANIC_HOST": "127.0.0.1"}, log_file)
 

@@ -1,0 +1,32 @@
+"""The action server as the gateway runs it: rasa-sdk serving bot.actions, with the gateway's
+implementations of the domain's ports (gateway.domain_ports) plugged in.
+
+    python -m gateway.action_server -p 5055     (rasa-sdk's own arguments; --actions defaults to bot.actions)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rasa_sdk.__main__ import main_from_args
+from rasa_sdk.endpoint import create_argument_parser
+
+from gateway.config import get_settings
+from gateway.db.engine import async_engine, session_factory
+from gateway.domain_ports import plug_into_domain
+
+ACTIONS = "bot.actions"
+
+# On import, not in main(): rasa-sdk serves from Sanic worker processes it spawns, and each imports this
+# module afresh (as __mp_main__) before it runs an action; main() runs in the parent only.
+plug_into_domain(session_factory(async_engine(get_settings().database_url)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = create_argument_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args.actions = args.actions or ACTIONS
+    main_from_args(args)
+
+
+if __name__ == "__main__":
+    main()
