@@ -133,11 +133,13 @@ def cmd_actions(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     import aiohttp
 
+    from intents.runtime import pack
+
     async def loop() -> None:
         session = args.session or uuid.uuid4().hex
         url = f"{args.url.rstrip('/')}/api/webchat/messages"
         async with aiohttp.ClientSession() as http:
-            print("克拉玛依市民服务助手（输入 /quit 退出）")
+            print(f"{pack().city.sms_signature}助手（输入 /quit 退出）")
             while True:
                 try:
                     text = await asyncio.to_thread(input, "您：")

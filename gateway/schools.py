@@ -45,6 +45,7 @@ from gateway.db.models import (
 from gateway.delivery import citizen_for_phone
 from gateway.state import StateStore
 from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
+from intents.runtime import pack
 
 STUDENT_ID = r"KS\d{10}"
 NAME = r"[\u4e00-\u9fff·]{2,20}"
@@ -79,7 +80,7 @@ BOUND_WECHAT = (
 TO_WECHAT_DONE = "已设置：通知将优先发到微信。回复“通知发短信”可改回短信。"
 TO_SMS_DONE = "已设置：通知将发到短信（手机尾号{tail}）。回复“通知发微信”可改为微信。"
 SMS_OPTED_OUT = "您此前退订了短信通知，请用手机发送“订阅”恢复。"
-NO_WECHAT = "您还没有关联微信：请关注“克拉玛依市民服务”公众号，发送“绑定+手机号”验证后再设置。"
+NO_WECHAT = "您还没有关联微信：请关注“{service}”公众号，发送“绑定+手机号”验证后再设置。"
 NO_PHONE = "您还没有关联手机号：请发送“绑定+手机号”，例如“绑定13912345678”，验证后再设置。"
 ACKED = "已确认收到《{title}》"
 MORE_TO_ACK = "您还有{n}条学校通知未确认，再回复“收到”可继续确认。"
@@ -270,7 +271,7 @@ class Schools:
             addresses = (await db.exec(select(ChannelIdentity).where(ChannelIdentity.citizen_id == citizen.id))).all()
             if channel == "wechat":
                 if not any(a.channel == "wechat" for a in addresses):
-                    return NO_WECHAT
+                    return NO_WECHAT.format(service=pack().city.sms_signature)
                 reply = TO_WECHAT_DONE
             else:
                 phone = citizen.phone or next((a.address for a in addresses if a.channel == "sms"), None)

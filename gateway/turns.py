@@ -22,14 +22,15 @@ from gateway.pipeline import MessagePipeline
 from gateway.schools import Schools
 from gateway.state import StateStore
 from intents.menu import family_menu
+from intents.runtime import pack
 
 log = logging.getLogger(__name__)
 
 STOPPED = "您已退订本平台的通知短信，此后不再收到通知（紧急预警除外）。如需恢复，请回复“订阅”。"
 RESTARTED = "您已恢复订阅本平台的通知短信。回复“TD”可随时退订。"
-HELP = "克拉玛依市民服务：直接发送您要办的事，如“12路到哪了”“预约市人民医院”。回复“TD”退订通知，“订阅”恢复。"
+HELP = "{service}：直接发送您要办的事，如“12路到哪了”“预约市人民医院”。回复“TD”退订通知，“订阅”恢复。"
 NO_MORE = "没有更多内容了。有其他问题请直接发送。"
-WELCOME = "欢迎关注克拉玛依市民服务！直接发送您要办的事，例如“12路到哪了”。发送“绑定+手机号”可关联手机。"
+WELCOME = "欢迎关注{service}！直接发送您要办的事，例如“12路到哪了”。发送“绑定+手机号”可关联手机。"
 BIND_HOWTO = "发送“绑定+手机号”，例如“绑定13912345678”，我们会发短信验证码给您。"
 MENU_TTL_S = 24 * 3600
 WECHAT_MAX_CHARS = 600  # WeChat customer-service text allows 2048 bytes; 600 CJK characters stay well inside
@@ -112,7 +113,7 @@ class TurnWorker:
                 await self.opt_out(message.sender, False)
                 return message, [Reply(RESTARTED)]
             if word == "help":
-                return message, [Reply(HELP)]
+                return message, [Reply(HELP.format(service=pack().city.sms_signature))]
         # Before the menu: "1" right after a school notice acknowledges it (only while one awaits).
         school = await self.schools.answer(message)
         if school is not None:
@@ -138,7 +139,8 @@ def _event(message: InboundMessage, event: str) -> tuple[InboundMessage, list[Re
     names; the rest (unsubscribe, location, scan) is recorded with no answer."""
     if event == "subscribe":
         menu = family_menu()
-        return dataclasses.replace(message, text="[subscribe]"), [Reply(f"{WELCOME}\n{menu.text}", menu.buttons)]
+        welcome = WELCOME.format(service=pack().city.sms_signature)
+        return dataclasses.replace(message, text="[subscribe]"), [Reply(f"{welcome}\n{menu.text}", menu.buttons)]
     if event == "click":
         key = message.metadata.get("event_key", "")
         if key == "bind":

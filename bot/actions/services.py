@@ -15,7 +15,7 @@ from bot.actions.safety import never_silent
 from intents import slots as slot_rules
 from intents.city.tables import record_in_sentence
 from intents.handlers import run_service, summarise
-from intents.runtime import Answer, Context, tables
+from intents.runtime import Answer, Context, pack, tables
 from intents.services import Service, catalogue
 
 CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消", "payload": "/cancel"}]
@@ -155,7 +155,9 @@ class ServiceFormValidation(FormValidationAction, ABC):
         """The place or item a whole sentence names in passing ("约羽毛球 全民健身中心 明天上午")."""
         if "table" not in self.service.params:
             return None
-        record = record_in_sentence(tables()[self.service.params["table"]], tracker.latest_message.get("text") or "")
+        record = record_in_sentence(
+            tables()[self.service.params["table"]], tracker.latest_message.get("text") or "", pack().city.name
+        )
         return record.name if record else None
 
     async def _answers(self, requested: str, tracker: Tracker, context: Context) -> bool:
