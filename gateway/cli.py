@@ -10,9 +10,10 @@ import os
 import sys
 import uuid
 
+from channels.http import PrivateAccessLogger
 from gateway import cli_messaging, cli_staff
 from gateway.config import REPO_ROOT, Settings, get_settings
-from gateway.logs import PrivateAccessLogger, setup_logging
+from gateway.logs import setup_logging
 
 log = logging.getLogger("citygw")
 
@@ -132,11 +133,13 @@ def cmd_actions(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     import aiohttp
 
+    from intents.runtime import pack
+
     async def loop() -> None:
         session = args.session or uuid.uuid4().hex
         url = f"{args.url.rstrip('/')}/api/webchat/messages"
         async with aiohttp.ClientSession() as http:
-            print("克拉玛依市民服务助手（输入 /quit 退出）")
+            print(f"{pack().city.sms_signature}助手（输入 /quit 退出）")
             while True:
                 try:
                     text = await asyncio.to_thread(input, "您：")

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from intents.settings import DEFAULT_CITY_PACK, DEFAULT_DATABASE_URL
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -24,7 +26,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     # Embedded default: a SQLite file and in-process state; set both for a multi-process deployment.
-    database_url: str = f"sqlite:///{REPO_ROOT / 'var' / 'citygw.db'}"
+    database_url: str = DEFAULT_DATABASE_URL  # the domain (intents.settings) reads the same variables
     redis_url: str | None = None
 
     rasa_url: str = "http://127.0.0.1:5005"
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
     breaker_reset_s: float = 15.0
     action_port: int = 5055
 
-    city_pack: Path = REPO_ROOT / "data" / "karamay"
+    city_pack: Path = DEFAULT_CITY_PACK
     max_text_chars: int = 1000
     rate_limit_per_minute: int = 30
     dedupe_ttl_s: int = 7 * 24 * 3600

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from channels.base import Wire
 from gateway.db.models import ChannelIdentity, Citizen, Conversation, Message, utcnow
 
 
@@ -105,17 +106,12 @@ async def citizen_of(db: AsyncSession, conversation_id: str) -> int:
     return conversation.citizen_id
 
 
-async def who_is_asking(db: AsyncSession, conversation_id: str) -> tuple[str | None, str | None]:
-    """(the phone the conversation's citizen has proved they hold, the channel), for personal records.
-    Proof is an SMS from the phone (the carrier vouches for the sender) or an SMS code answered (WeChat
-    binding, guardians), which is the only way a citizen's phone is recorded; a web chat session has none."""
-    conversation = await db.get(Conversation, conversation_id)
-    if conversation is None:
-        return None, None
-    citizen = await db.get(Citizen, conversation.citizen_id)
-    identity = await db.get(ChannelIdentity, conversation.identity_id)
-    if identity is None:
-        return None, None
-    # An SMS address is the phone number the carrier delivered from.
-    phone = identity.address if identity.channel == "sms" else (citizen.phone if citizen else None)
-    return phone, identity.channel
+async def verified_phone(db: AsyncSession, wire: Wire, address: str, citizen_id: int) -> str | None:
+    """The phone the citizen on this channel address has proved they hold, for personal records (the
+    action server reads it from the turn's metadata). Proof is an SMS from the phone (the carrier vouches
+    for the sender) or an SMS code answered (WeChat and web chat binding, guardians), which is the only
+    way a citizen's phone is recorded; a web chat session that bound none has none."""
+    if wire.address_is_phone:  # the number the carrier delivered from: nothing to read
+        return address
+    citizen = await db.get(Citizen, citizen_id)
+    return citizen.phone if citizen else None

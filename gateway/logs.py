@@ -1,32 +1,13 @@
-"""Logging set-up and masking of personal data (phone numbers, openids, session ids)."""
+"""Logging set-up. The masking of personal data (phone numbers, openids, session ids) is common.privacy's,
+imported here under the names gateway code uses."""
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import traceback
 
-from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from common.privacy import mask, mask_phones, where
 
-_PHONE = re.compile(r"(?<!\d)(\+?86)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
-
-
-def mask(address: str | None) -> str:
-    """Keep enough of an address to correlate log lines, never enough to identify a person."""
-    if not address:
-        return "-"
-    if len(address) <= 6:
-        return "*" * len(address)
-    return f"{address[:3]}***{address[-3:]}"
-
-
-def where(exc: BaseException) -> str:
-    """file:line where an exception was raised: enough to find a bug, without the data its text or
-    traceback may hold (database errors quote parameters: phone numbers)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return f"{os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+__all__ = ["MaskingFilter", "mask", "setup_logging", "where"]
 
 
 class MaskingFilter(logging.Filter):
@@ -34,7 +15,7 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = _PHONE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}****{m.group(4)}", message)
+        masked = mask_phones(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
@@ -48,20 +29,3 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-class PrivateAccessLogger(AbstractAccessLogger):
-    """aiohttp's access log without query strings: WeChat puts the citizen's openid in the callback
-    URL, and signatures and tokens travel there too."""
-
-    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info(
-                '%s "%s %s" %s %s %.1fms',
-                request.remote,
-                request.method,
-                request.path,
-                response.status,
-                response.body_length,
-                time * 1000,
-            )

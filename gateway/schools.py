@@ -47,6 +47,7 @@ from gateway.outbound.refs import NoticeRef
 from gateway.state import StateStore
 from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 from gateway.wires import Wires
+from intents.runtime import pack
 
 STUDENT_ID = r"KS\d{10}"
 NAME = r"[\u4e00-\u9fff·]{2,20}"
@@ -82,7 +83,7 @@ BOUND_WECHAT = (
 TO_ACCOUNT_DONE = "已设置：通知将优先发到{label}。回复“通知发短信”可改回短信。"
 TO_SMS_DONE = "已设置：通知将发到短信（手机尾号{tail}）。回复“通知发微信”可改为微信。"
 SMS_OPTED_OUT = "您此前退订了短信通知，请用手机发送“订阅”恢复。"
-NO_ACCOUNT = "您还没有关联{label}：请关注“克拉玛依市民服务”公众号，发送“绑定+手机号”验证后再设置。"
+NO_ACCOUNT = "您还没有关联{label}：请关注“{service}”公众号，发送“绑定+手机号”验证后再设置。"
 NO_PHONE = "您还没有关联手机号：请发送“绑定+手机号”，例如“绑定13912345678”，验证后再设置。"
 ACKED = "已确认收到《{title}》"
 MORE_TO_ACK = "您还有{n}条学校通知未确认，再回复“收到”可继续确认。"
@@ -293,7 +294,7 @@ class Schools:
                 reply = TO_SMS_DONE.format(tail=_tail(phone)) + (SMS_OPTED_OUT if citizen.sms_opted_out else "")
             else:
                 if not any(a.channel == target.name for a in addresses):
-                    return NO_ACCOUNT.format(label=target.label)
+                    return NO_ACCOUNT.format(label=target.label, service=pack().city.sms_signature)
                 reply = TO_ACCOUNT_DONE.format(label=target.label)
             await db.exec(update(Citizen).where(col(Citizen.id) == citizen.id).values(preferred_channel=target.name))
             await db.commit()

@@ -6,10 +6,10 @@ from datetime import date
 
 from sqlmodel import select
 
-from gateway.db.models import AppointmentSlot, UtilityAccount
 from intents.capacity import capacity_row
 from intents.lookup import named
 from intents.runtime import Answer, Context, button
+from intents.store.models import AppointmentSlot, UtilityAccount
 
 PERIOD_NAMES = {"am": "上午", "pm": "下午"}
 

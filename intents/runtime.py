@@ -11,14 +11,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.config import get_settings
-from gateway.db.engine import async_engine, session_factory
+from common.database import async_engine, session_factory
 from intents import zh
 from intents.city.pack import CityPack, load_pack
 from intents.city.tables import Table, load_tables
 from intents.services import Service
-
-CITY_TZ = ZoneInfo("Asia/Shanghai")
+from intents.settings import get_settings
 
 
 @dataclass
@@ -74,12 +72,18 @@ def now() -> datetime:
     fixed = get_settings().fixed_now
     if fixed:
         return datetime.fromisoformat(fixed)
-    return datetime.now(CITY_TZ).replace(tzinfo=None)
+    return datetime.now(city_tz()).replace(tzinfo=None)
 
 
 @lru_cache
 def pack() -> CityPack:
     return load_pack(get_settings().city_pack)
+
+
+@lru_cache
+def city_tz() -> ZoneInfo:
+    """The city's time zone, from its data pack."""
+    return ZoneInfo(pack().city.timezone)
 
 
 @lru_cache

@@ -13,9 +13,9 @@ from rasa_sdk.executor import CollectingDispatcher
 
 import bot.actions.services as service_actions
 from bot.actions.core import OutOfScope
-from gateway.config import get_settings
 from intents import handlers, runtime
 from intents.services import catalogue
+from intents.settings import get_settings
 from tests.stack import FIXED_NOW, fresh_database
 
 KINDS = sorted({s.handler for s in catalogue().services})

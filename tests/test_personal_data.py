@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 
+from rasa_sdk import Tracker
 from sqlmodel import select
 
+from bot.actions.context import context_for
 from gateway.db.models import AuditLog
 from intents.city.tables import default_tables
 from tests.conftest import Chat
@@ -75,3 +77,17 @@ async def test_a_web_chat_verifies_its_phone_by_sms_code_then_sees_its_record_un
     assert "已退出登录" in chat.text
     await chat.say(f"查养老保险账户 {PENSION.key}")
     assert "只向本人提供" in chat.text and "68452.37" not in chat.text
+
+
+def _tracker(metadata: dict | None) -> Tracker:
+    message = {"text": f"查养老保险账户 {PENSION.key}", "intent": {"name": "social_insurance_balance"}}
+    return Tracker("conversation-1", {}, {**message, "metadata": metadata}, [], False, None, {}, None)
+
+
+def test_the_action_server_knows_who_is_asking_from_the_gateways_metadata_only():
+    asked = context_for(_tracker({"channel": "sms", "citizen_id": 42, "verified_phone": PENSION.owner}))
+    assert (asked.citizen_id, asked.channel, asked.verified_phone) == (42, "sms", PENSION.owner)
+    nobody = context_for(_tracker(None))  # rasa shell, or anything that did not come through the gateway
+    assert (nobody.citizen_id, nobody.channel, nobody.verified_phone) == (None, None, None)
+    unbound = context_for(_tracker({"channel": "webchat", "citizen_id": 43, "verified_phone": None}))
+    assert unbound.verified_phone is None

@@ -34,10 +34,11 @@ from gateway.db.models import (
     utcnow,
 )
 from gateway.db.seed import seed_population
+from gateway.domain_ports import BroadcastSchoolNotices
 from gateway.schools import Schools
 from gateway.state import MemoryState
 from gateway.wires import wires
-from intents import runtime
+from intents import ports, runtime
 from intents.city.pack import load_pack
 from intents.handlers import run_service
 from intents.runtime import Context
@@ -222,7 +223,8 @@ async def test_wechat_already_bound_to_the_guardian_phone_needs_no_code(local):
     assert "绑定成功" in answer and not local.sent
 
 
-async def test_acknowledgement_and_the_notice_list_in_process(local):
+async def test_acknowledgement_and_the_notice_list_in_process(local, monkeypatch):
+    monkeypatch.setattr(ports.PORTS, "school_notices", BroadcastSchoolNotices(local.schools.sessions))
     who = parent(local.url, "ks01-6-1")
     stale = notice(local.url, who, "旧通知", timedelta(days=8))
     failed = notice(local.url, who, "没发出去的通知", timedelta(minutes=1), status="failed")
@@ -243,6 +245,8 @@ async def test_acknowledgement_and_the_notice_list_in_process(local):
     assert "新通知》（" in text and who.student_name in text
     assert next(line for line in text.splitlines() if "新通知" in line).endswith("已确认")
     assert "最近30天没有收到学校通知" in await listed(None)
+    monkeypatch.setattr(ports.PORTS, "school_notices", None)  # the domain run without the gateway
+    assert "学校通知暂时无法查询" in await listed(who.citizen_id)
 
 
 # --- binding ---------------------------------------------------------------------------------------

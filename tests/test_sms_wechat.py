@@ -179,7 +179,8 @@ async def test_td_unsubscribes_and_subscribe_restores(http, stack):
     assert "恢复订阅" in answer
     with stack.db() as db:
         assert not db.exec(select(Citizen).where(Citizen.phone == phone.number)).one().sms_opted_out
-    assert "退订" in await phone.say("帮助")
+    help_text = await phone.say("帮助")
+    assert "克拉玛依市民服务：" in help_text and "退订" in help_text  # the name from the city pack
 
 
 async def test_long_answers_are_cut_to_three_segments_and_more_continues(http, stack):
@@ -229,7 +230,7 @@ async def test_wechat_follow_gets_welcome_and_menu_click_opens_a_family(http, st
     user = WeChatUser(http, stack)
     await user.post(user.event("subscribe"))
     welcome = (await user.wait_for(1))[-1]["text"]
-    assert "欢迎关注" in welcome and "回复1 公交出行" in welcome
+    assert "欢迎关注克拉玛依市民服务！" in welcome and "回复1 公交出行" in welcome  # the name from the city pack
     await user.post(user.event("CLICK", '/help{"family": "公交出行"}'))
     family = (await user.wait_for(2))[-1]["text"]
     assert family.startswith("公交出行") and "回复1" in family

@@ -111,7 +111,7 @@ class Inform(Action):
             entities = {"item": item} if item else {}
         if not entities:
             return None
-        context = await context_for(tracker, service)
+        context = context_for(tracker, service)
         context.slots.update(tracker.get_slot("last_slots") or {})
         for name, value in entities.items():
             if name in service.slots:

@@ -16,7 +16,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from gateway.logs import mask, where  # session ids are the chat's credential: masked
+from common.privacy import mask, where  # session ids are the chat's credential: masked
 
 log = logging.getLogger("bot.actions")
 

@@ -15,7 +15,7 @@ from bot.actions.safety import never_silent
 from intents import slots as slot_rules
 from intents.city.tables import record_in_sentence
 from intents.handlers import run_service, summarise
-from intents.runtime import Answer, Context, tables
+from intents.runtime import Answer, Context, pack, tables
 from intents.services import Service, catalogue
 
 CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消", "payload": "/cancel"}]
@@ -55,7 +55,7 @@ class ServiceAction(Action, ABC):
         if self.service.confirm and tracker.get_slot("confirmed") is False:
             dispatcher.utter_message(text=DECLINED)
             return reset_events(self.service)
-        context = await context_for(tracker, self.service)
+        context = context_for(tracker, self.service)
         answer = await answer_validated(self.service, context) if not self.service.form else None
         answer = answer or await run_service(self.service, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
@@ -113,7 +113,7 @@ class ServiceFormValidation(FormValidationAction, ABC):
     ) -> list[EventType]:
         incoming: dict[str, Any] = tracker.slots_to_validate()
         requested = tracker.get_slot("requested_slot")
-        context: Context = await context_for(tracker, self.service)
+        context: Context = context_for(tracker, self.service)
         if requested is None and self.service.personal:
             if not context.verified_phone:  # never ask an ID number of someone who cannot see the record
                 return [SlotSet("requested_slot", None)]  # ends the form: the service says how to verify
@@ -155,7 +155,9 @@ class ServiceFormValidation(FormValidationAction, ABC):
         """The place or item a whole sentence names in passing ("约羽毛球 全民健身中心 明天上午")."""
         if "table" not in self.service.params:
             return None
-        record = record_in_sentence(tables()[self.service.params["table"]], tracker.latest_message.get("text") or "")
+        record = record_in_sentence(
+            tables()[self.service.params["table"]], tracker.latest_message.get("text") or "", pack().city.name
+        )
         return record.name if record else None
 
     async def _answers(self, requested: str, tracker: Tracker, context: Context) -> bool:
@@ -207,7 +209,7 @@ class ServiceFormValidation(FormValidationAction, ABC):
                 text=f"您正在办理“{self.service.name}”。如需先办理“{other.name}”，请回复“取消”后再说。"
             )
             return [SlotSet("last_service", tracker.get_slot("last_service"))]
-        context = await context_for(tracker, other)
+        context = context_for(tracker, other)
         context.slots = {**given}
         answer = await answer_validated(other, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
@@ -236,7 +238,7 @@ class AskSlot(Action, ABC):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         form = tracker.active_loop.get("name")
         service = _service_of_form(form) if form else None
-        context = await context_for(tracker, service)
+        context = context_for(tracker, service)
         question, buttons = await slot_rules.ask(self.slot, context)
         dispatcher.utter_message(text=question, buttons=buttons)
         return []
@@ -249,7 +251,7 @@ class AskConfirmation(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         service = _service_of_form(tracker.active_loop.get("name"))
-        summary = await summarise(service, await context_for(tracker, service))
+        summary = await summarise(service, context_for(tracker, service))
         dispatcher.utter_message(text=f"{summary}\n确认办理请回复“确认”，放弃请回复“取消”。", buttons=CONFIRM_BUTTONS)
         return []
 

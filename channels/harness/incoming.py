@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from channels.base import InboundMessage, Reply, StatusUpdate, TurnResult
 from channels.harness.network import loopback_only
 from channels.harness.secrets import assert_no_leaks
-from gateway.logs import PrivateAccessLogger
+from channels.http import PrivateAccessLogger
 
 
 @dataclass

@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, time
 
 from gateway.config import Settings
-from intents.runtime import CITY_TZ
+from intents.runtime import city_tz
 
 
 def city_now(settings: Settings) -> datetime:
     """Local city time, naive, like intents.runtime.now() but from these settings."""
     if settings.fixed_now:
         return datetime.fromisoformat(settings.fixed_now)
-    return datetime.now(CITY_TZ).replace(tzinfo=None)
+    return datetime.now(city_tz()).replace(tzinfo=None)
 
 
 def utc_now(settings: Settings) -> datetime:
@@ -27,7 +27,7 @@ def utc_now(settings: Settings) -> datetime:
 def to_utc(value: datetime) -> datetime:
     """A naive value is city local time; an aware one is converted."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=CITY_TZ)
+        value = value.replace(tzinfo=city_tz())
     return value.astimezone(UTC)
 
 

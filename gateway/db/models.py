@@ -1,16 +1,41 @@
-"""Tables. Money is stored in fen (1/100 yuan) as integers; times are timezone-aware UTC."""
+"""Tables. Money is stored in fen (1/100 yuan) as integers; times are timezone-aware UTC.
+
+The gateway's own tables (citizens, channels, conversations, staff, broadcasts, schools) are here; the
+domain's (the city's reference data, bookings, payments, applications…) are intents.store.models',
+imported here so that SQLModel.metadata, and so Alembic, sees every table, and under the names gateway
+code has always imported them by."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKeyConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from common.clock import utcnow
+from intents.store.models import (  # noqa: F401  (re-exported)
+    Application,
+    AppointmentSlot,
+    BankBranch,
+    Booking,
+    Cinema,
+    Community,
+    District,
+    Hospital,
+    Payment,
+    QueueTicket,
+    ResourceSlot,
+    Screening,
+    Subscription,
+    TopUp,
+    UtilityAccount,
+)
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+# The domain's rows name the citizen they belong to by id; the constraint (made by the migrations) is
+# declared by the side that owns citizens.
+for _domain_table in (Booking, Payment, QueueTicket, Application, Subscription, TopUp):
+    _domain_table.__table__.append_constraint(ForeignKeyConstraint(["citizen_id"], ["citizen.id"]))
 
 
 # --- citizens and their conversations --------------------------------------------------------
@@ -89,170 +114,6 @@ class Message(SQLModel, table=True):
     attempts: int = 0  # provider sends tried
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime | None = None
-
-
-# --- the city's reference data (seeded from the data pack) ------------------------------------
-
-
-class District(SQLModel, table=True):
-    id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=64)
-
-
-class Community(SQLModel, table=True):
-    id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=64)
-    district_id: str = Field(foreign_key="district.id", index=True)
-
-
-class Hospital(SQLModel, table=True):
-    id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=64)
-    district_id: str = Field(foreign_key="district.id")
-    address: str = ""
-    phone: str = ""
-
-
-class Cinema(SQLModel, table=True):
-    id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=64)
-    district_id: str = Field(foreign_key="district.id")
-    address: str = ""
-
-
-class BankBranch(SQLModel, table=True):
-    id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=64)
-    district_id: str = Field(foreign_key="district.id")
-    address: str = ""
-    hours: str = ""
-
-
-class UtilityAccount(SQLModel, table=True):
-    account_no: str = Field(primary_key=True, max_length=20)
-    kind: str = Field(max_length=16)  # water | electricity | gas | heating
-    holder: str = Field(max_length=32)
-    address: str = ""
-    period: str = Field(max_length=7)  # billing period "2026-11"
-    amount_due_fen: int = 0
-    balance_fen: int = 0
-
-
-# --- what citizens do ---------------------------------------------------------------------------
-
-
-class AppointmentSlot(SQLModel, table=True):
-    """Capacity of one hospital department for one half-day; booked is raised atomically."""
-
-    __table_args__ = (UniqueConstraint("hospital_id", "department_id", "day", "period"),)
-    id: int | None = Field(default=None, primary_key=True)
-    hospital_id: str = Field(foreign_key="hospital.id")
-    department_id: str = Field(max_length=32)
-    day: date
-    period: str = Field(max_length=8)
-    capacity: int
-    booked: int = 0
-
-
-class Screening(SQLModel, table=True):
-    """One showing on one day; sold is raised atomically, seats are handed out in order."""
-
-    __table_args__ = (UniqueConstraint("showing_id", "day", "time"),)
-    id: int | None = Field(default=None, primary_key=True)
-    showing_id: str = Field(max_length=32)
-    day: date
-    time: str = Field(max_length=5)
-    capacity: int
-    sold: int = 0
-
-
-class Booking(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(unique=True, max_length=20)
-    service_id: str = Field(max_length=64, index=True)
-    citizen_id: int | None = Field(default=None, foreign_key="citizen.id", index=True)
-    conversation_id: str | None = Field(default=None, max_length=40)
-    status: str = Field(default="confirmed", max_length=16)  # confirmed | cancelled
-    slot_id: int | None = Field(default=None, foreign_key="appointmentslot.id")
-    resource_slot_id: int | None = Field(default=None, foreign_key="resourceslot.id")
-    screening_id: int | None = Field(default=None, foreign_key="screening.id")
-    quantity: int = 1
-    amount_fen: int = 0
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
-    cancelled_at: datetime | None = None
-
-
-class Payment(SQLModel, table=True):
-    """One payment per account and billing period: a repeated confirm cannot pay twice."""
-
-    __table_args__ = (UniqueConstraint("account_no", "period"),)
-    id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(unique=True, max_length=24)
-    account_no: str = Field(foreign_key="utilityaccount.account_no", index=True)
-    period: str = Field(max_length=7)
-    amount_fen: int
-    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class QueueTicket(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("branch_id", "business_type", "day", "number"),)
-    id: int | None = Field(default=None, primary_key=True)
-    branch_id: str = Field(foreign_key="bankbranch.id")
-    business_type: str = Field(max_length=16)
-    day: date
-    number: int
-    ticket: str = Field(max_length=8)
-    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class ResourceSlot(SQLModel, table=True):
-    """Capacity of one bookable place (a vaccination clinic, a registry office…) for one half-day."""
-
-    __table_args__ = (UniqueConstraint("service_id", "place_id", "day", "period"),)
-    id: int | None = Field(default=None, primary_key=True)
-    service_id: str = Field(max_length=64)
-    place_id: str = Field(max_length=64)
-    day: date
-    period: str = Field(max_length=8)
-    capacity: int
-    booked: int = 0
-
-
-class Application(SQLModel, table=True):
-    """An application, complaint or request a citizen submitted; its status follows from its age."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(unique=True, max_length=20)
-    service_id: str = Field(max_length=64, index=True)
-    citizen_id: int | None = Field(default=None, foreign_key="citizen.id", index=True)
-    conversation_id: str | None = Field(default=None, max_length=40)
-    text: str = ""
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class Subscription(SQLModel, table=True):
-    """A citizen's opt-in to alerts on a topic (air quality, weather, road closures…)."""
-
-    __table_args__ = (UniqueConstraint("citizen_id", "topic"),)
-    id: int | None = Field(default=None, primary_key=True)
-    citizen_id: int = Field(foreign_key="citizen.id", index=True)
-    topic: str = Field(max_length=64, index=True)
-    created_at: datetime = Field(default_factory=utcnow)
-
-
-class TopUp(SQLModel, table=True):
-    """A mobile phone top-up."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(unique=True, max_length=20)
-    phone: str = Field(max_length=16, index=True)
-    amount_fen: int
-    citizen_id: int | None = Field(default=None, foreign_key="citizen.id")
-    created_at: datetime = Field(default_factory=utcnow)
 
 
 # --- staff, broadcasts and school notices ---------------------------------------------------------

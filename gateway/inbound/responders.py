@@ -15,12 +15,13 @@ from gateway.binding import Binding
 from gateway.schools import Schools
 from gateway.state import StateStore
 from intents.menu import family_menu
+from intents.runtime import pack
 
 STOPPED = "您已退订本平台的通知短信，此后不再收到通知（紧急预警除外）。如需恢复，请回复“订阅”。"
 RESTARTED = "您已恢复订阅本平台的通知短信。回复“TD”可随时退订。"
-HELP = "克拉玛依市民服务：直接发送您要办的事，如“12路到哪了”“预约市人民医院”。回复“TD”退订通知，“订阅”恢复。"
+HELP = "{service}：直接发送您要办的事，如“12路到哪了”“预约市人民医院”。回复“TD”退订通知，“订阅”恢复。"
 NO_MORE = "没有更多内容了。有其他问题请直接发送。"
-WELCOME = "欢迎关注克拉玛依市民服务！直接发送您要办的事，例如“12路到哪了”。发送“绑定+手机号”可关联手机。"
+WELCOME = "欢迎关注{service}！直接发送您要办的事，例如“12路到哪了”。发送“绑定+手机号”可关联手机。"
 BIND_HOWTO = "发送“绑定+手机号”，例如“绑定13912345678”，我们会发短信验证码给您。"
 BIND_BUTTON = "bind"  # the key of the WeChat menu's 绑定手机 button (gateway/cli_messaging.py)
 MENU_TTL_S = 24 * 3600
@@ -72,7 +73,7 @@ def responders(binding: Binding, schools: Schools, memory: MenuMemory, opt_out: 
         if word in ("stop", "start"):
             await opt_out(message.sender, word == "stop")
             return Answered(message, [Reply(STOPPED if word == "stop" else RESTARTED)])
-        return Answered(message, [Reply(HELP)]) if word == "help" else None
+        return Answered(message, [Reply(HELP.format(service=pack().city.sms_signature))]) if word == "help" else None
 
     async def school_words(message: InboundMessage, wire: Wire) -> Answered | None:
         # Before the menu: "1" right after a school notice acknowledges it (only while one awaits).
@@ -94,7 +95,8 @@ async def provider_event(message: InboundMessage, wire: Wire) -> Answered | None
 def _event(message: InboundMessage, event: ChannelEvent) -> Answered:
     if event.kind == "follow":
         menu = family_menu()
-        return Answered(_named(message, "subscribe"), [Reply(f"{WELCOME}\n{menu.text}", menu.buttons)])
+        welcome = WELCOME.format(service=pack().city.sms_signature)
+        return Answered(_named(message, "subscribe"), [Reply(f"{welcome}\n{menu.text}", menu.buttons)])
     if event.kind == "button" and event.key == BIND_BUTTON:
         return Answered(_named(message, "click bind"), [Reply(BIND_HOWTO)])
     if event.kind == "button" and event.key.startswith("/"):  # the menu's keys are the catalogue's payloads

@@ -95,15 +95,17 @@ class Turns:
         wire: Wire,
         local: list[Reply] | None = None,
     ) -> TurnResult:
+        metadata = {
+            **message.metadata,  # the channel's first: who is asking is the gateway's word, never overridden
+            "channel": message.channel,
+            "message_id": message.external_id,
+            "citizen_id": citizen_id,
+        }
         if local is not None:
             replies, inbound.status = local, "answered"
         else:
-            metadata = {
-                "channel": message.channel,
-                "message_id": message.external_id,
-                "citizen_id": citizen_id,
-                **message.metadata,
-            }
+            # The action server shows personal records to this phone only (bot/actions/context.py).
+            metadata["verified_phone"] = await conversations.verified_phone(db, wire, message.sender, citizen_id)
             try:
                 bot_replies = await self.bridge.turn(inbound.conversation_id, self.normalise(inbound.text), metadata)
                 replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]

@@ -47,7 +47,7 @@ from gateway.staff.errors import ApiError, forbidden, invalid, json_response, no
 from gateway.staff.openapi import Endpoint, build_document
 from gateway.staff.passwords import hash_password_async, needs_rehash, verify_password_async
 from gateway.state import StateStore
-from intents.runtime import CITY_TZ
+from intents.runtime import city_tz
 
 MAX_ID = 2**63 - 1  # the largest key SQLite and PostgreSQL (bigint) hold
 
@@ -114,7 +114,7 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:  # a <input type="datetime-local"> value: city time
-        value = value.replace(tzinfo=CITY_TZ)
+        value = value.replace(tzinfo=city_tz())
     return value.astimezone(UTC)
 
 

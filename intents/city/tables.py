@@ -86,16 +86,17 @@ def _bigrams(text: str) -> set[str]:
     return {text[i : i + 2] for i in range(len(text) - 1)}
 
 
-def record_in_sentence(table: Table, text: str, city: str = "克拉玛依") -> Record | None:
+def record_in_sentence(table: Table, text: str, city: str) -> Record | None:
     """The record a whole sentence names in passing ("约羽毛球 全民健身中心 明天上午" → 全民健身中心羽毛球馆,
     "预约参观科技馆" → 克拉玛依科技馆): the one sharing the most character pairs with the text, at least
-    three or the whole name without the city's, and more than any other record."""
+    three or the whole name without the city's (克拉玛依市, or 克拉玛依), and more than any other record."""
     said = _bigrams("".join(text.split()))
+    short_city = city.removesuffix("市")
 
     def score(record: Record) -> int:
         best = 0
         for name in record.names:
-            short = name.removeprefix(f"{city}市").removeprefix(city)
+            short = name.removeprefix(city).removeprefix(short_city)
             shared = len(_bigrams(short) & said)
             if shared >= 3 or (shared >= 2 and shared == len(_bigrams(short))):
                 best = max(best, shared)

@@ -6,12 +6,12 @@ from datetime import date
 
 from sqlmodel import select
 
-from gateway.db.models import Booking, Screening
 from intents import lookup
 from intents.capacity import capacity_row, take
 from intents.handlers.refs import insert_with_ref, yuan
 from intents.runtime import Answer, Context, button
 from intents.services import Service
+from intents.store.models import Booking, Screening
 
 
 def _day(ctx: Context) -> date:

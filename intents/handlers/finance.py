@@ -8,10 +8,11 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from gateway.db.models import QueueTicket, utcnow
+from common.clock import utcnow
 from intents.lookup import named
 from intents.runtime import Answer, Context
 from intents.services import Service
+from intents.store.models import QueueTicket
 
 RECENT_MINUTES = 30
 

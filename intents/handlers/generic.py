@@ -9,12 +9,14 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from gateway.db.models import Application, AuditLog, Booking, ResourceSlot, Subscription, utcnow
+from common.clock import utcnow
 from intents.capacity import capacity_row, give_back, take
 from intents.city.tables import Record
 from intents.handlers.refs import insert_with_ref
+from intents.ports import PORTS, AuditTrail
 from intents.runtime import Answer, Context, button
 from intents.services import Service, catalogue
+from intents.store.models import Application, Booking, ResourceSlot, Subscription
 
 LIST_LIMIT = 8
 PERIODS = {"am": "上午", "pm": "下午"}
@@ -58,6 +60,8 @@ VERIFY_FIRST = (
     "为保护您的个人信息，“{service}”只向本人提供。请先发送“绑定+手机号”（如：绑定13912345678），"
     "回复短信验证码完成验证后再查询；用本人手机发短信查询则无需验证。"
 )
+# Personal records are shown only where their reads are audited: without an audit trail, none are.
+NOT_AUDITED = "抱歉，“{service}”暂时无法查询，请稍后再试，或拨打12345政务服务热线。"
 
 
 async def lookup(service: Service, ctx: Context) -> Answer:
@@ -66,27 +70,26 @@ async def lookup(service: Service, ctx: Context) -> Answer:
     not_found = Answer(f"没有查到{key}的{service.name}记录，请核对后重新输入。")
     if service.personal and not ctx.verified_phone:
         return Answer(VERIFY_FIRST.format(service=service.name), refused=True)
+    audit = PORTS.audit
+    if service.personal and audit is None:
+        return Answer(NOT_AUDITED.format(service=service.name), refused=True)
     record = ctx.table.by_key(str(key))
     if record is None:
         return not_found
-    if service.personal:
-        await _record_read(ctx, service, record, allowed=record.owner == ctx.verified_phone)
+    if service.personal and audit is not None:
+        await _record_read(audit, ctx, service, record, allowed=record.owner == ctx.verified_phone)
         if record.owner != ctx.verified_phone:
             return not_found  # someone else's record: the same words as none, so nothing is confirmed
     return Answer("\n".join([f"{record.name}（{service.name}）", *_details(record), f"信息来源：{ctx.table.source}"]))
 
 
-async def _record_read(ctx: Context, service: Service, record: Record, allowed: bool) -> None:
+async def _record_read(audit: AuditTrail, ctx: Context, service: Service, record: Record, allowed: bool) -> None:
     """Every read of a personal record, and every refused one, in the audit log admins see."""
-    async with ctx.sessions() as db:
-        db.add(
-            AuditLog(
-                action="citizen.personal_record" if allowed else "citizen.personal_record_refused",
-                target=f"{service.params['table']}:{record.id}",
-                detail={"citizen_id": ctx.citizen_id, "service": service.id, "channel": ctx.channel},
-            )
-        )
-        await db.commit()
+    await audit.record(
+        "citizen.personal_record" if allowed else "citizen.personal_record_refused",
+        f"{service.params['table']}:{record.id}",
+        {"citizen_id": ctx.citizen_id, "service": service.id, "channel": ctx.channel},
+    )
 
 
 # --- bookings ---------------------------------------------------------------------------------

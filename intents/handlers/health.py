@@ -7,13 +7,14 @@ from datetime import date
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.db.models import AppointmentSlot, Booking, utcnow
+from common.clock import utcnow
 from intents.availability import alternatives, appointment_slot
 from intents.capacity import give_back, take
 from intents.handlers.refs import insert_with_ref
 from intents.lookup import named
 from intents.runtime import Answer, Context, button
 from intents.services import Service
+from intents.store.models import AppointmentSlot, Booking
 
 
 def _when(ctx: Context) -> str:

@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from gateway.config import get_settings
 from intents import zh
 from intents.runtime import Answer, Context, button
 from intents.services import Service
+from intents.settings import get_settings
 
 NOT_A_DIAGNOSIS = "以上为导诊建议，不能代替医生诊断。"
 MAX_HOSPITALS = 3

@@ -6,10 +6,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from gateway.db.models import Payment, TopUp, UtilityAccount
 from intents.handlers.refs import insert_with_ref, new_ref, yuan
 from intents.runtime import Answer, Context, button
 from intents.services import Service
+from intents.store.models import Payment, TopUp, UtilityAccount
 
 
 async def _account(ctx: Context) -> UtilityAccount:

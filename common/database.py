@@ -1,0 +1,70 @@
+"""Engines from one database URL: sqlite:///file (default) or postgresql://… . The gateway and the
+domain (the action server) open their own engines on the same URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+_DRIVERS = {
+    "sqlite": ("sqlite", "sqlite+aiosqlite"),
+    "postgresql": ("postgresql+psycopg", "postgresql+psycopg"),
+}
+
+
+def _with_driver(url: str, asynchronous: bool) -> str:
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
+        raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
+    driver = _DRIVERS[backend][1 if asynchronous else 0]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    # WAL lets the action server write while the gateway reads; busy_timeout rides out short locks.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # with WAL: survives a process crash; a power cut may lose the last commits
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def sync_engine(url: str) -> Engine:
+    engine = create_engine(_with_driver(url, asynchronous=False))
+    if engine.dialect.name == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def async_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+    # Dispatch workers record every send: the default pool of 5 made them queue for connections
+    # (bench/broadcast: ~60 messages/s); overflow lets a burst open more than pool_size for a while.
+    engine = create_async_engine(
+        _with_driver(url, asynchronous=True), pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size * 2
+    )
+    if engine.dialect.name == "sqlite":
+        _tune_sqlite(engine.sync_engine)
+    return engine
+
+
+def dialect_insert(db: AsyncSession, model: Any) -> Any:
+    """INSERT for the session's database (SQLite or PostgreSQL), which knows ON CONFLICT. On the model's
+    Table, not the model: a Core insert given many rows is sent as multi-row VALUES, where the ORM's
+    bulk path would go row by row."""
+    insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(model.__table__)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

@@ -1,0 +1,55 @@
+"""What the domain needs from whoever runs it but does not own: small read and write ports, and the
+registry their implementations are plugged into. The gateway plugs its own in when it starts the action
+server (gateway/action_server.py); a service whose port is empty answers that it is unavailable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SchoolNotice:
+    title: str
+    sent_at: datetime  # UTC (naive when the database drops the zone)
+    acknowledged: bool
+    student: str | None  # the student it was about, when the school named one
+    school: str | None
+
+
+class SchoolNotices(Protocol):
+    """The school notices a parent was sent: the broadcasts belong to whoever sends them."""
+
+    async def recent(self, citizen_id: int, since: datetime, limit: int) -> list[SchoolNotice]:
+        """Notices addressed to the citizen (sent or tried, not merely queued) since then, newest first."""
+        ...
+
+    async def is_guardian(self, citizen_id: int) -> bool:
+        """Whether a school has recorded the citizen as a student's guardian."""
+        ...
+
+
+class AuditTrail(Protocol):
+    """The audit log admins read: every read of a personal record, and every refused one."""
+
+    async def record(self, action: str, target: str, detail: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Ports:
+    school_notices: SchoolNotices | None = None
+    audit: AuditTrail | None = None
+
+
+PORTS = Ports()
+
+
+def plug(**implementations: Any) -> None:
+    """Plug implementations in by port name: plug(school_notices=..., audit=...)."""
+    names = {f.name for f in fields(Ports)}
+    unknown = set(implementations) - names
+    if unknown:
+        raise TypeError(f"no such port: {', '.join(sorted(unknown))}")
+    for name, implementation in implementations.items():
+        setattr(PORTS, name, implementation)
