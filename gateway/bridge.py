@@ -13,6 +13,8 @@ import aiohttp
 
 log = logging.getLogger(__name__)
 
+PROBE_TEXT = "你好"
+
 
 class BotUnavailable(Exception):
     """Rasa could not answer this turn (down, erroring, too slow, or the breaker is open)."""
@@ -109,6 +111,8 @@ class RasaBridge:
             await self._session.close()
 
     async def turn(self, sender: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
+        if self.breaker.state == "half-open":
+            await self.probe()  # the gateway tries Rasa itself; a citizen's turn is nobody's experiment
         if not self.breaker.allow():
             raise BotUnavailable("circuit open")
         body = {"sender": sender, "message": text, "metadata": metadata}
@@ -142,6 +146,30 @@ class RasaBridge:
         self.breaker.record_failure()
         log.warning("rasa turn failed: %s (breaker %s)", reason, self.breaker.state)
         raise BotUnavailable(reason)
+
+    async def probe(self) -> str:
+        """Once the breaker has waited reset_s: one NLU parse (no conversation is touched) decides whether
+        Rasa is back — closed on success, open again with a fresh wait on failure. Run by /healthz and by
+        the next turn, so the breaker closes with no citizen's message at stake and no traffic needed.
+        Returns the breaker's state."""
+        if self.breaker.state != "half-open" or not self.breaker.allow():
+            return self.breaker.state  # not due, or another probe or trial is running
+        try:
+            async with self._http().post(
+                f"{self.base_url}/model/parse", json={"text": PROBE_TEXT}, timeout=aiohttp.ClientTimeout(total=2)
+            ) as response:
+                ok = response.status == 200 and isinstance(await response.json(), dict)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            ok = False
+        except asyncio.CancelledError:
+            self.breaker.abandon()
+            raise
+        if ok:
+            self.breaker.record_success()
+        else:
+            self.breaker.record_failure()
+        log.info("rasa probe %s: breaker %s", "answered" if ok else "failed", self.breaker.state)
+        return self.breaker.state
 
     async def healthy(self) -> bool:
         try:

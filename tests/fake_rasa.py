@@ -59,6 +59,8 @@ class FakeRasa:
     raw_body: Any = None
     port: int = field(default_factory=_free_port)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    parses: list[str] = field(default_factory=list)  # /model/parse texts (the gateway's probes)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _script: list[int] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,6 +99,7 @@ class FakeRasa:
         app = web.Application()
         app.router.add_post("/webhooks/rest/webhook", self._webhook)
         app.router.add_get("/status", self._status)
+        app.router.add_post("/model/parse", self._parse)
         runner = web.AppRunner(app, shutdown_timeout=0.1, handle_signals=False)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True).start()
@@ -112,6 +115,11 @@ class FakeRasa:
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        # Rasa's lock store: one conversation's turns run one at a time, others wait their turn.
+        async with self._locks.setdefault(str(body.get("sender")), asyncio.Lock()):
+            return await self._answer(body)
+
+    async def _answer(self, body: dict[str, Any]) -> web.StreamResponse:
         self.requests.append(body)
         if self._script:
             return web.json_response({"error": "scripted failure"}, status=self._script.pop(0))
@@ -129,6 +137,17 @@ class FakeRasa:
         return web.json_response(
             [{"recipient_id": body.get("sender"), "text": echo_text(body.get("message", "")), "buttons": [BUTTON]}]
         )
+
+    async def _parse(self, request: web.Request) -> web.StreamResponse:
+        """/model/parse as Rasa answers it; failing, hanging or answering raw as the webhook does."""
+        body = await request.json()
+        self.parses.append(body.get("text", ""))
+        if self.mode == "error":
+            return web.json_response({"error": "scripted failure"}, status=self.status)
+        if self.mode == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), 30)
+        return web.json_response({"text": body.get("text", ""), "intent": {"name": "greet", "confidence": 0.99}})
 
     async def _status(self, _request: web.Request) -> web.Response:
         return web.json_response({"version": "3.6.21", "model_file": "fake.tar.gz", "num_active_training_jobs": 0})

@@ -33,7 +33,7 @@ BAD_REQUEST = {
     "text": "text必须是字符串。",
     "id": "id必须是1到64位的字母、数字或 _.:- 字符。",
 }
-REFUSAL_STATUS = {"empty": 400, "too_long": 413, "rate_limited": 429}
+REFUSAL_STATUS = {"empty": 400, "too_long": 413, "rate_limited": 429, "busy": 429}
 
 History = Callable[[str], Awaitable[list[dict[str, Any]]]]
 

@@ -5,8 +5,10 @@ once (Seen, on the channel's message id), then run the same steps."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from channels.base import InboundMessage, Outgoing, Reply, TurnResult, Wire
 from gateway.inbound.inbox import Seen
@@ -18,6 +20,40 @@ from gateway.wires import Wires
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[Outgoing], Awaitable[object]]
+WAIT = "您的上一条消息还在处理中，请等回复后再发送。"
+MAX_WAITING = 2  # turns of one conversation waiting behind the running one; more are told to wait
+
+
+class ConversationQueue:
+    """One turn at a time per conversation, in arrival order: Rasa runs a conversation's turns one by one
+    anyway, so a burst from one citizen would only pile up there, pass the timeout and open the breaker
+    for everybody. A burst beyond MAX_WAITING is told to wait instead. Per process: across gateway
+    processes, Rasa's lock store keeps a conversation's turns in order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, message: InboundMessage) -> AsyncIterator[bool]:
+        key = f"{message.channel}:{message.sender}"
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        if lock.locked() and self._waiting.get(key, 0) >= MAX_WAITING:
+            yield False
+            return
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        running = False
+        try:
+            async with lock:
+                running = True
+                self._waiting[key] -= 1
+                yield True
+        finally:
+            if not running:  # cancelled while waiting
+                self._waiting[key] -= 1
+            if self._waiting.get(key) == 0 and not lock.locked():
+                self._waiting.pop(key, None)
+                self._locks.pop(key, None)
 
 
 class Inbound:
@@ -32,6 +68,7 @@ class Inbound:
     ) -> None:
         self.wires, self.seen, self.turns, self.responders, self.memory = wires, seen, turns, responders, memory
         self.enqueue = enqueue
+        self.queue = ConversationQueue()
 
     async def handle(self, message: InboundMessage) -> TurnResult:
         """A message answered in its own request: the result carries the replies (MessageHandler)."""
@@ -76,7 +113,10 @@ class Inbound:
         refusal = await self.turns.refusal(message)
         if refusal is not None:
             return refusal
-        result = await self.turns.take(message, wire, answered.replies)
+        async with self.queue.turn(message) as admitted:
+            if not admitted:
+                return TurnResult([], refusal=WAIT, refusal_code="busy")
+            result = await self.turns.take(message, wire, answered.replies)
         if wire.numbered_menus and result.rendering is not None and result.rendering.messages:
             await self.memory.remember(message, result.rendering)
         return result
