@@ -20,13 +20,11 @@ def _service_buttons(services: list[Service]) -> list[dict[str, str]]:
 
 
 def family_menu() -> Answer:
+    # The buttons are the list (numbered lines on SMS and WeChat): listing the families in the text too
+    # doubled the menu and pushed an SMS past its segment budget, cutting the menu off.
     cat = catalogue()
-    lines = [f"我可以为您办理{len(cat.services)}项城市服务，分为："]
-    for number, family in enumerate(cat.families, start=1):
-        lines.append(f"{number}. {family.name}（{len(family.services)}项）")
-    lines.append("请选择一类，或直接说出您的需要，例如“12路公交车到哪了”“查公积金”。")
-    buttons = [button(f.name, "help", family=f.name) for f in cat.families]
-    return Answer("\n".join(lines), buttons)
+    text = f"我可以为您办理{len(cat.services)}项城市服务。请选一类，或直接说您要办的事（如“12路到哪了”“查公积金”）："
+    return Answer(text, [button(f.name, "help", family=f.name) for f in cat.families])
 
 
 def family_services(family_name: str) -> Answer | None:
