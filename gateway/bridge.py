@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
+from channels.base import Reply
 
 log = logging.getLogger(__name__)
 
@@ -20,31 +21,17 @@ class BotUnavailable(Exception):
     """Rasa could not answer this turn (down, erroring, too slow, or the breaker is open)."""
 
 
-@dataclass
-class BotReply:
-    text: str = ""
-    buttons: list[dict[str, str]] = field(default_factory=list)
-    image: str | None = None
-    custom: dict[str, Any] | None = None
-
-    @classmethod
-    def from_rasa(cls, raw: dict[str, Any]) -> BotReply:
-        raw_buttons = raw.get("buttons")
-        buttons = [
-            {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
-            for b in (raw_buttons if isinstance(raw_buttons, list) else [])
-            if isinstance(b, dict)
-        ]
-        text = raw.get("text")
-        return cls(
-            text=text if isinstance(text, str) else "",
-            buttons=buttons,
-            image=raw.get("image"),
-            custom=raw.get("custom"),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "buttons": self.buttons}
+def reply_from_rasa(raw: dict[str, Any]) -> Reply:
+    """One message of Rasa's REST answer as the channels' Reply; what is not text or buttons (an image, a
+    custom payload) is not carried by any channel here and is dropped."""
+    raw_buttons = raw.get("buttons")
+    buttons = [
+        {"title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}
+        for b in (raw_buttons if isinstance(raw_buttons, list) else [])
+        if isinstance(b, dict)
+    ]
+    text = raw.get("text")
+    return Reply(text if isinstance(text, str) else "", buttons)
 
 
 class CircuitBreaker:
@@ -110,7 +97,7 @@ class RasaBridge:
         if self._session is not None:
             await self._session.close()
 
-    async def turn(self, sender: str, text: str, metadata: dict[str, Any]) -> list[BotReply]:
+    async def turn(self, sender: str, text: str, metadata: dict[str, Any]) -> list[Reply]:
         if self.breaker.state == "half-open":
             await self.probe()  # the gateway tries Rasa itself; a citizen's turn is nobody's experiment
         if not self.breaker.allow():
@@ -124,7 +111,7 @@ class RasaBridge:
                         payload = await response.json()
                         if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
                             raise ValueError(f"not a list of messages: {type(payload).__name__}")
-                        replies = [BotReply.from_rasa(r) for r in payload]
+                        replies = [reply_from_rasa(r) for r in payload]
                         self.breaker.record_success()
                         return replies
                     reason = f"HTTP {response.status}"

@@ -61,7 +61,9 @@ SCHOOL_TYPES = ("school", "grade", "classes")
 ACCOUNTS = tuple(w for w in CHANNELS if w.carries_notices and not w.address_is_phone)  # WeChat, web push
 REACHABLE = (PHONE.name, *(w.name for w in ACCOUNTS))
 SKIP_REASONS = {"opted_out": "已退订短信", "none": "没有手机号或微信"}  # recorded on skipped recipients
-MAX_IDS = 500
+# How many ids one audience may name, per type: the one set of limits (the staff API's schema reads them).
+MAX_IDS = {"districts": 100, "communities": 500, "topics": 50, "classes": 200}
+MAX_GRADES = 12
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,11 @@ def _names(values: Sequence[object], limit: int = 5) -> str:
 
 
 def _strings(raw: dict[str, Any], key: str, what: str) -> tuple[str, ...]:
-    values = raw.get(key)
+    values, most = raw.get(key), MAX_IDS[raw["type"]]
     if not isinstance(values, list) or not values:
         raise _bad("bad_audience", f"请至少选择一个{what}。")
-    if len(values) > MAX_IDS:
-        raise _bad("bad_audience", f"一次最多选择{MAX_IDS}个{what}。")
+    if len(values) > most:
+        raise _bad("bad_audience", f"一次最多选择{most}个{what}。")
     if not all(isinstance(v, str) and v for v in values):
         raise _bad("bad_audience", f"{what}编号格式不对。")
     return tuple(dict.fromkeys(values))  # keep order, drop repeats

@@ -108,7 +108,7 @@ class Turns:
             metadata["verified_phone"] = await conversations.verified_phone(db, wire, message.sender, citizen_id)
             try:
                 bot_replies = await self.bridge.turn(inbound.conversation_id, self.normalise(inbound.text), metadata)
-                replies = [Reply(r.text, r.buttons) for r in bot_replies if r.text or r.buttons]
+                replies = [r for r in bot_replies if r.text or r.buttons]
                 inbound.status = "answered"
             except BotUnavailable as exc:
                 log.warning("turn for %s kept unanswered: %s", mask(message.sender), exc)
