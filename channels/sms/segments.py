@@ -50,5 +50,10 @@ def cut(text: str, max_segments: int, signature: str = "") -> Cut:
         return Cut(full, "", segment_count(full))
     budget = (SINGLE if max_segments == 1 else PART * max_segments) - units(signature) - units(MORE)
     keep = _take(text, budget)
+    # End at a line break when one is in the second half: a menu line ("回复15 心理援助热线") or a name
+    # is never split between this message and the next.
+    line_end = text.rfind("\n", 0, keep + 1)
+    if line_end >= keep // 2:
+        keep = line_end + 1
     sent = f"{signature}{text[:keep]}{MORE}"
     return Cut(sent, text[keep:], segment_count(sent))

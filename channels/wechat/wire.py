@@ -39,7 +39,11 @@ class WeChatWire(PlainWire):
         menu = numbered(replies)
         text, rest = menu.text, ""
         if len(text) > MAX_CHARS:
-            text, rest = text[:MAX_CHARS] + CONTINUED, text[MAX_CHARS:]
+            keep = MAX_CHARS
+            line_end = text.rfind("\n", 0, keep + 1)
+            if line_end >= keep // 2:  # never split a menu line or a name between two messages
+                keep = line_end + 1
+            text, rest = text[:keep] + CONTINUED, text[keep:]
         return Rendering([Rendered(text, [b for r in replies for b in r.buttons])], menu.payloads, rest)
 
     def event(self, message: InboundMessage) -> ChannelEvent | None:

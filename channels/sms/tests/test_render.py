@@ -37,3 +37,17 @@ def test_long_answers_are_cut_and_record_their_segment_count():
 def test_more_words():
     assert wants_more("更多") and wants_more(" 更多。") and wants_more("more")
     assert not wants_more("更多公交线路")
+
+
+def test_a_long_menu_is_cut_between_lines_never_inside_one():
+    # a family with 16 services: the third segment ends before "回复15 …", which goes whole with "更多"
+    services = ["预约挂号", "取消挂号", "门诊排班查询", "医生出诊查询", "药品信息查询", "疫苗接种预约", "疫苗知识查询"]
+    services += ["夜间值班药店", "医保账户查询", "医院信息查询", "体检预约", "检验报告查询", "急救指南", "无偿献血"]
+    services += ["心理援助热线", "智能导诊"]
+    buttons = [{"title": s, "payload": f"/s{i}"} for i, s in enumerate(services)]
+    sms = render_sms([Reply("医疗健康（16项服务），请选择，或直接说出您的需要：", buttons)], "【市民服务】", 3)
+    shown = sms.text.removeprefix("【市民服务】").removesuffix(MORE)
+    assert shown.endswith("\n") and sms.rest.startswith("回复")
+    lines = [line for line in shown.splitlines() if line.startswith("回复")]
+    assert all(line.split(" ", 1)[1] in services for line in lines)  # every name whole
+    assert shown + sms.rest == numbered([Reply("医疗健康（16项服务），请选择，或直接说出您的需要：", buttons)]).text

@@ -222,3 +222,14 @@ def test_bad_message_carries_a_plain_reason():
     with pytest.raises(BadMessage) as caught:
         parse_message(body(*TEXT[:2], "<CreateTime>abc</CreateTime>", *TEXT[3:]))
     assert caught.value.reason == "CreateTime is not a whole number of seconds"
+
+
+def test_a_long_wechat_answer_continues_at_a_line_break():
+    from channels.base import Reply
+    from channels.wechat.wire import CONTINUED, MAX_CHARS, WeChatWire
+
+    lines = [f"第{i}行：" + "内容" * 20 for i in range(20)]  # ~45 characters a line, 900 in all
+    rendering = WeChatWire().render([Reply("\n".join(lines))])
+    shown = rendering.messages[0].text.removesuffix(CONTINUED)
+    assert len(shown) <= MAX_CHARS and shown.endswith("\n")
+    assert rendering.rest.startswith("第") and shown + rendering.rest == "\n".join(lines)
