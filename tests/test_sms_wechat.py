@@ -185,11 +185,16 @@ async def test_td_unsubscribes_and_subscribe_restores(http, stack):
 
 async def test_long_answers_are_cut_to_three_segments_and_more_continues(http, stack):
     phone = Phone(http, stack)
-    answer = await phone.say("你能做什么")
+    menu = await phone.say("你能做什么")
+    assert not menu.endswith(MORE) and "回复12 " in menu  # the family menu fits whole
+    answer = await phone.say(number_of(menu, "医疗健康"))  # 16 services: more than three segments hold
     assert answer.endswith(MORE)
     assert (await phone.inbox())[-1]["segments"] == 3
     rest = await phone.say("更多")
     assert rest.startswith(SIGNATURE) and "回复" in rest
+    # a number shown after "更多" picks from the menu it continues
+    picked = await phone.say(number_of(rest, "心理援助热线"))
+    assert "心理" in picked and "请选择" not in picked
 
 
 async def test_a_webhook_with_a_forged_signature_is_refused(http, stack):

@@ -118,7 +118,7 @@ class Inbound:
                 return TurnResult([], refusal=WAIT, refusal_code="busy")
             result = await self.turns.take(message, wire, answered.replies)
         if wire.numbered_menus and result.rendering is not None and result.rendering.messages:
-            await self.memory.remember(message, result.rendering)
+            await self.memory.remember(message, result.rendering, answered.continues)
         return result
 
     async def _respond(self, message: InboundMessage, wire: Wire) -> Answered:

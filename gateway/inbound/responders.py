@@ -33,6 +33,7 @@ OptOut = Callable[[str, bool], Awaitable[None]]  # (phone, opted_out)
 class Answered:
     message: InboundMessage  # as recorded: an event gets a bracketed name, a menu number its button's payload
     replies: list[Reply] | None  # None: the bot answers `message`
+    continues: bool = False  # the rest of the last answer ("更多"): its menu numbers still stand
 
 
 Responder = Callable[[InboundMessage, Wire], Awaitable[Answered | None]]
@@ -45,8 +46,9 @@ class MenuMemory:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    async def remember(self, message: InboundMessage, rendering: Rendering) -> None:
-        await self.state.set_json(_key("menu", message), rendering.menu, MENU_TTL_S)
+    async def remember(self, message: InboundMessage, rendering: Rendering, continues: bool = False) -> None:
+        if not continues:  # after "更多" the numbers shown are still those of the menu it continues
+            await self.state.set_json(_key("menu", message), rendering.menu, MENU_TTL_S)
         await self.state.set_json(_key("more", message), rendering.rest, MENU_TTL_S)
 
     async def answer(self, message: InboundMessage, wire: Wire) -> Answered | None:
@@ -54,7 +56,7 @@ class MenuMemory:
             return None
         if wants_more(message.text):
             rest = await self.state.get_json(_key("more", message))
-            return Answered(message, [Reply(rest or NO_MORE)])
+            return Answered(message, [Reply(rest or NO_MORE)], continues=bool(rest))
         picked = choice(message.text, await self.state.get_json(_key("menu", message)) or [])
         if picked is not None:
             return Answered(dataclasses.replace(message, text=picked), None)
