@@ -116,7 +116,7 @@ class Schools:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         state: StateStore,
-        enqueue: Callable[[Outgoing], Awaitable[None]],
+        enqueue: Callable[[Outgoing], Awaitable[object]],
         wires: Wires,
     ) -> None:
         self.settings, self.sessions, self.state, self.enqueue = settings, sessions, state, enqueue
