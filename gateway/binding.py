@@ -45,7 +45,7 @@ class Binding:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         state: StateStore,
-        enqueue: Callable[[Outgoing], Awaitable[None]],
+        enqueue: Callable[[Outgoing], Awaitable[object]],
         phone: SmsWire,
     ) -> None:
         self.settings, self.sessions, self.state, self.enqueue = settings, sessions, state, enqueue

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import sys
 import uuid
 
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     cmd_db(argparse.Namespace(action="init"), settings)
     logs = REPO_ROOT / "var" / "log"
-    children = []
+    children: list[subprocess.Popen] = []
     try:
         settings, children = start_local_providers(settings, logs)
         if not args.no_rasa:

@@ -74,7 +74,7 @@ class Messaging:
     state: StateStore
     wires: Wires
     outbox: OutboundQueue
-    inbox: OutboundQueue
+    inbox: OutboundQueue[InboxEntry]
     deliveries: Ledger
     inbound: Inbound
     intake: Intake
@@ -100,7 +100,7 @@ class Messaging:
                 ),
             )
             if settings.redis_url
-            else (MemoryQueue(), MemoryQueue())
+            else (MemoryQueue(), MemoryQueue[InboxEntry]())
         )
         channels = wires(settings)
         deliveries = Ledger(settings, sessions, channels)

@@ -116,7 +116,7 @@ class Schools:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         state: StateStore,
-        enqueue: Callable[[Outgoing], Awaitable[None]],
+        enqueue: Callable[[Outgoing], Awaitable[object]],
         wires: Wires,
     ) -> None:
         self.settings, self.sessions, self.state, self.enqueue = settings, sessions, state, enqueue
@@ -315,7 +315,7 @@ class Schools:
             ).all()
         )
         if self._by_phone(message):
-            ids |= set((await db.exec(select(Citizen.id).where(Citizen.phone == message.sender))).all())
+            ids |= set((await db.exec(select(col(Citizen.id)).where(col(Citizen.phone) == message.sender))).all())
         return sorted(i for i in ids if i is not None)
 
     async def acknowledge(self, message: InboundMessage) -> str | None:
@@ -342,8 +342,8 @@ class Schools:
                     or_(
                         *mine,
                         and_(
-                            BroadcastRecipient.channel == message.channel,
-                            BroadcastRecipient.address == message.sender,
+                            col(BroadcastRecipient.channel) == message.channel,
+                            col(BroadcastRecipient.address) == message.sender,
                         ),
                     ),
                 )

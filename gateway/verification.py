@@ -52,7 +52,7 @@ async def wrong_try(state: StateStore, key: str, pending: dict, exhausted: str) 
 
 
 async def send_code(
-    enqueue: Callable[[Outgoing], Awaitable[None]], phone: SmsWire, to: str, text: str, ref: str
+    enqueue: Callable[[Outgoing], Awaitable[object]], phone: SmsWire, to: str, text: str, ref: str
 ) -> None:
     """The SMS that carries a code (text already holds it), signed as every SMS is."""
     sms = phone.signed(text)

@@ -64,7 +64,8 @@ async def wait_for_replies(
     session: aiohttp.ClientSession, messages_url: str, to_field: str, address: str, seen: int, timeout_s: float = 30
 ) -> list[dict[str, Any]]:
     """Poll a local provider's recorded messages until new ones to `address` stop arriving."""
-    deadline, replies, quiet_since = time.monotonic() + timeout_s, [], None
+    replies: list[dict[str, Any]] = []
+    deadline, quiet_since = time.monotonic() + timeout_s, None
     while time.monotonic() < deadline:
         async with session.get(messages_url) as response:
             data = await response.json()

@@ -14,7 +14,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from aiohttp import WSMsgType, web
 
@@ -203,7 +203,7 @@ def _loads(data: str) -> Any:
         raise ValueError("JSON nested too deeply") from exc
 
 
-def _valid_text(text: Any) -> bool:
+def _valid_text(text: Any) -> TypeGuard[str]:
     """A string that can be stored and sent: no lone surrogates (JSON "\\ud800" escapes) and no NUL,
     which PostgreSQL text columns refuse."""
     if not isinstance(text, str) or "\x00" in text:

@@ -79,7 +79,7 @@ def _endpoint(value: object, insecure_origins: tuple[str, ...], push_hosts: tupl
     if parts.scheme != "https" and origin not in insecure_origins:
         # A real push service is always https; plain http only for the local one (tests, the demo).
         raise SubscriptionError("endpoint_https", "推送地址必须是HTTPS地址。")
-    host = parts.hostname.lower()
+    host = (parts.hostname or "").lower()  # never empty: `malformed` above
     if push_hosts is not None and origin not in insecure_origins:
         # Subscriptions come from citizens: without this list the gateway would POST wherever one points it.
         if not any(host == h or host.endswith(f".{h}") for h in push_hosts):

@@ -82,7 +82,7 @@ class Intake:
     """Where webhook channels hand what they received (channels.base.Intake): deduped and queued, so
     the webhook is acknowledged at once (Twilio waits 15 s, WeChat 5 s)."""
 
-    def __init__(self, seen: Seen, inbox: OutboundQueue, statuses: StatusSink) -> None:
+    def __init__(self, seen: Seen, inbox: OutboundQueue[InboxEntry], statuses: StatusSink) -> None:
         self.seen, self.inbox, self.statuses = seen, inbox, statuses
 
     async def accept(self, message: InboundMessage) -> bool:
@@ -90,7 +90,7 @@ class Intake:
         if not await self.seen.first_time(message):
             return False
         try:
-            await self.inbox.add(InboxEntry(message))  # type: ignore[arg-type]  # the inbox's own entry type
+            await self.inbox.add(InboxEntry(message))
         except BaseException:
             await self.seen.forget(message)  # not queued: the provider's retry must get through
             raise
@@ -105,7 +105,12 @@ class TurnRunner:
     """Consumes the inbox stream: one turn per entry."""
 
     def __init__(
-        self, inbox: OutboundQueue, inbound: Inbound, consumer: str, concurrency: int = 4, visibility_s: float = 60
+        self,
+        inbox: OutboundQueue[InboxEntry],
+        inbound: Inbound,
+        consumer: str,
+        concurrency: int = 4,
+        visibility_s: float = 60,
     ) -> None:
         self.inbox, self.inbound, self.consumer = inbox, inbound, consumer
         self.concurrency, self.visibility_ms = concurrency, int(visibility_s * 1000)
@@ -114,6 +119,11 @@ class TurnRunner:
     async def run(self) -> None:
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task] = set()
+
+        def done(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            slots.release()
+
         while not self._stopping.is_set():
             try:
                 batch = await self.inbox.reclaim(self.consumer, self.visibility_ms, self.concurrency)
@@ -126,14 +136,14 @@ class TurnRunner:
                 await slots.acquire()
                 task = asyncio.create_task(self._one(delivery))
                 tasks.add(task)
-                task.add_done_callback(lambda t: (tasks.discard(t), slots.release()))
+                task.add_done_callback(done)
         for task in tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _one(self, delivery: Delivery) -> None:
-        message = delivery.message.message  # type: ignore[attr-defined]  # an InboxEntry
+    async def _one(self, delivery: Delivery[InboxEntry]) -> None:
+        message = delivery.message.message
         try:
             await self.inbound.process(message)
         except Exception:

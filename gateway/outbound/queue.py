@@ -19,11 +19,13 @@ import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from dataclasses import Field, dataclass, replace
+from typing import Any, ClassVar, Generic, Protocol, Self, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
+from typing_extensions import TypeVar
 
 from channels.base import PRIORITIES, Outgoing
 from gateway.batch import Batch
@@ -31,9 +33,30 @@ from gateway.state.redis import connect
 
 T = TypeVar("T")
 
+
+class Entry(Protocol):
+    """What a queue carries: Outgoing, or the inbox's InboxEntry. A dataclass, so a retry is a copy."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+
+    @property
+    def priority(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    def as_fields(self) -> dict[str, str]: ...
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Self: ...
+
+
+E = TypeVar("E", bound=Entry, default=Outgoing)
+
 __all__ = [
     "PRIORITIES",
     "Delivery",
+    "Entry",
     "MemoryQueue",
     "OutboundQueue",
     "RedisStreamQueue",
@@ -42,46 +65,46 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Delivery:
+class Delivery(Generic[E]):
     """One queue entry handed to one consumer. Ack it, retry it later or replace it; an entry left
     alone stays pending and another consumer reclaims it once it has been idle long enough."""
 
     entry_id: str
     priority: str
-    message: Outgoing
+    message: E
     times_delivered: int = 1  # how often it was handed out: above 1 means its earlier holders vanished
 
 
-class OutboundQueue(Protocol):
-    async def add(self, message: Outgoing) -> str:
+class OutboundQueue(Protocol[E]):
+    async def add(self, message: E) -> str:
         """Enqueue on the stream of message.priority; returns the entry id."""
 
-    async def add_many(self, messages: Iterable[Outgoing]) -> int:
+    async def add_many(self, messages: Iterable[E]) -> int:
         """Enqueue many (a broadcast) in few round trips; returns how many. Not atomic: after an error
         some may be queued (enqueue again: the delivery log skips what was sent)."""
 
-    async def read(self, consumer: str, count: int = 1, block_ms: int = 0) -> list[Delivery]:
+    async def read(self, consumer: str, count: int = 1, block_ms: int = 0) -> list[Delivery[E]]:
         """New entries, emergency first, then reply, then bulk. Waits up to block_ms when there are none;
         an entry that arrives while waiting may come with one from another stream (≤ count per stream)."""
 
-    async def ack(self, delivery: Delivery) -> bool:
+    async def ack(self, delivery: Delivery[E]) -> bool:
         """Done with it: removed for good. False if it was no longer pending (someone else acked it)."""
 
-    async def retry_later(self, delivery: Delivery, delay_s: float, attempt: int | None = None) -> bool:
+    async def retry_later(self, delivery: Delivery[E], delay_s: float, attempt: int | None = None) -> bool:
         """Atomically ack the entry and schedule its message again after delay_s, carrying `attempt`
         (default: one more than before). False, and nothing scheduled, if it was no longer pending."""
 
-    async def replace(self, delivery: Delivery, message: Outgoing) -> bool:
+    async def replace(self, delivery: Delivery[E], message: E) -> bool:
         """Atomically ack the entry and enqueue another message in its place (a fallback). False, and
         nothing enqueued, if it was no longer pending."""
 
     async def promote_due(self, limit: int = 1000) -> int:
         """Move retries whose time has come back onto their streams; safe to run from every worker."""
 
-    async def reclaim(self, consumer: str, idle_ms: int, count: int = 10) -> list[Delivery]:
+    async def reclaim(self, consumer: str, idle_ms: int, count: int = 10) -> list[Delivery[E]]:
         """Take over entries handed out at least idle_ms ago and never acked (their consumer died)."""
 
-    async def touch(self, consumer: str, deliveries: Iterable[Delivery]) -> int:
+    async def touch(self, consumer: str, deliveries: Iterable[Delivery[E]]) -> int:
         """Reset the idle time of entries this consumer still holds, so a slow send is not reclaimed."""
 
     async def claim_send(self, ref: str, token: str, ttl_ms: int) -> bool:
@@ -111,7 +134,7 @@ def _check_priority(priority: str) -> str:
     return priority
 
 
-def _next_attempt(delivery: Delivery, attempt: int | None) -> Outgoing:
+def _next_attempt(delivery: Delivery[E], attempt: int | None) -> E:
     return replace(delivery.message, attempt=delivery.message.attempt + 1 if attempt is None else attempt)
 
 
@@ -179,7 +202,7 @@ return #ARGV
 _ADD_CHUNK = 500  # entries per script call in add_many: ~6 ms of Redis time, so other clients barely wait
 
 
-def _flat(message: Outgoing) -> list[str]:
+def _flat(message: Entry) -> list[str]:
     return [item for pair in message.as_fields().items() for item in pair]
 
 
@@ -190,7 +213,7 @@ def _stream_items(response: Any) -> Iterable[tuple[str, list[tuple[str, dict[str
     return response.items() if isinstance(response, dict) else response
 
 
-class RedisStreamQueue:
+class RedisStreamQueue(Generic[E]):
     """Redis Streams with one consumer group: durable across worker crashes and restarts."""
 
     def __init__(
@@ -198,7 +221,7 @@ class RedisStreamQueue:
         redis: str | aioredis.Redis,
         prefix: str = "citygw:out",
         group: str = "dispatch",
-        entry_type: Any = Outgoing,  # what the stream carries: Outgoing, or the inbox's InboxEntry
+        entry_type: type[E] = Outgoing,  # type: ignore[assignment]  # E defaults to Outgoing (mypy #3737)
     ) -> None:
         self._entry_type = entry_type
         if isinstance(redis, str):
@@ -223,7 +246,7 @@ class RedisStreamQueue:
         self._touch = self._redis.register_script(_TOUCH)
         self._release = self._redis.register_script(_RELEASE)
         # every delivery is claimed, released and acked: concurrent sends share a round trip for each
-        self._acks: Batch[Delivery, bool] = Batch(self._ack_many)
+        self._acks: Batch[Delivery[E], bool] = Batch(self._ack_many)
         self._claiming: Batch[tuple[str, str, int], bool] = Batch(self._claim_many)
         self._releasing: Batch[tuple[str, str], None] = Batch(self._release_many)
 
@@ -244,14 +267,15 @@ class RedisStreamQueue:
                     raise
         self._ready = True
 
-    async def add(self, message: Outgoing) -> str:
+    async def add(self, message: E) -> str:
         await self._ensure_groups()
-        return await self._redis.xadd(self._streams[_check_priority(message.priority)], message.as_fields())
+        fields = cast("dict[FieldT, EncodableT]", message.as_fields())
+        return cast(str, await self._redis.xadd(self._streams[_check_priority(message.priority)], fields))
 
-    async def add_many(self, messages: Iterable[Outgoing]) -> int:
+    async def add_many(self, messages: Iterable[E]) -> int:
         await self._ensure_groups()
         added = 0
-        batch: list[Outgoing] = []
+        batch: list[E] = []
 
         async def flush() -> None:
             nonlocal added
@@ -272,8 +296,8 @@ class RedisStreamQueue:
             await flush()
         return added
 
-    def _deliveries(self, response: Any, counts: dict[str, int] | None = None, default: int = 1) -> list[Delivery]:
-        found = []
+    def _deliveries(self, response: Any, counts: dict[str, int] | None = None, default: int = 1) -> list[Delivery[E]]:
+        found: list[Delivery[E]] = []
         for stream, entries in _stream_items(response):
             priority = self._priority_of[stream]
             for entry_id, fields in entries:
@@ -293,13 +317,13 @@ class RedisStreamQueue:
             await self._ensure_groups(force=True)
             return await call()
 
-    async def read(self, consumer: str, count: int = 1, block_ms: int = 0) -> list[Delivery]:
+    async def read(self, consumer: str, count: int = 1, block_ms: int = 0) -> list[Delivery[E]]:
         if count <= 0:
             return []
         return await self._regrouping(lambda: self._read(consumer, count, block_ms))
 
-    async def _read(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        found: list[Delivery] = []
+    async def _read(self, consumer: str, count: int, block_ms: int) -> list[Delivery[E]]:
+        found: list[Delivery[E]] = []
         for priority in PRIORITIES:  # one stream at a time, so a lower priority never fills the batch first
             response = await self._redis.xreadgroup(
                 self.group, consumer, {self._streams[priority]: ">"}, count=count - len(found)
@@ -316,26 +340,27 @@ class RedisStreamQueue:
         woken.sort(key=lambda d: PRIORITIES.index(d.priority))
         return woken
 
-    async def ack(self, delivery: Delivery) -> bool:
+    async def ack(self, delivery: Delivery[E]) -> bool:
         return await self._acks.submit(delivery)
 
-    async def _ack_many(self, deliveries: list[Delivery]) -> list[bool]:
+    async def _ack_many(self, deliveries: list[Delivery[E]]) -> list[bool]:
         async with self._redis.pipeline(transaction=True) as pipe:
             for delivery in deliveries:
                 stream = self._streams[delivery.priority]
-                pipe.xack(stream, self.group, delivery.entry_id).xdel(stream, delivery.entry_id)
+                pipe.xack(stream, self.group, delivery.entry_id)
+                pipe.xdel(stream, delivery.entry_id)
             replies = await pipe.execute()
         return [bool(acked) for acked in replies[0::2]]
 
-    async def retry_later(self, delivery: Delivery, delay_s: float, attempt: int | None = None) -> bool:
+    async def retry_later(self, delivery: Delivery[E], delay_s: float, attempt: int | None = None) -> bool:
         message = _next_attempt(delivery, attempt)
         # the source entry id makes the member unique; the fields travel inside it
         member = json.dumps({"src": delivery.entry_id, "f": _flat(message)}, ensure_ascii=False)
         keys = [self._streams[delivery.priority], self._delayed[message.priority]]
-        args = [self.group, delivery.entry_id, max(0, int(delay_s * 1000)), member]
+        args: list[EncodableT] = [self.group, delivery.entry_id, max(0, int(delay_s * 1000)), member]
         return bool(await self._retry_later(keys=keys, args=args))
 
-    async def replace(self, delivery: Delivery, message: Outgoing) -> bool:
+    async def replace(self, delivery: Delivery[E], message: E) -> bool:
         await self._ensure_groups()
         keys = [self._streams[delivery.priority], self._streams[_check_priority(message.priority)]]
         return bool(await self._replace(keys=keys, args=[self.group, delivery.entry_id, *_flat(message)]))
@@ -351,13 +376,13 @@ class RedisStreamQueue:
                     break
         return moved
 
-    async def reclaim(self, consumer: str, idle_ms: int, count: int = 10) -> list[Delivery]:
+    async def reclaim(self, consumer: str, idle_ms: int, count: int = 10) -> list[Delivery[E]]:
         if count <= 0:
             return []
         return await self._regrouping(lambda: self._reclaim(consumer, idle_ms, count))
 
-    async def _reclaim(self, consumer: str, idle_ms: int, count: int) -> list[Delivery]:
-        found: list[Delivery] = []
+    async def _reclaim(self, consumer: str, idle_ms: int, count: int) -> list[Delivery[E]]:
+        found: list[Delivery[E]] = []
         for priority in PRIORITIES:
             stream = self._streams[priority]
             # XAUTOCLAIM walks the pending list like SCAN, looking at up to 10 × COUNT entries a call; the
@@ -383,9 +408,9 @@ class RedisStreamQueue:
     async def _counts(self, stream: str, consumer: str, ids: Sequence[str]) -> dict[str, int]:
         # our own in-flight entries may lie in the same id range, hence the head room in count
         rows = await self._redis.xpending_range(stream, self.group, ids[0], ids[-1], len(ids) + 100, consumer)
-        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
+        return {str(row["message_id"]): int(row["times_delivered"]) for row in rows}
 
-    async def touch(self, consumer: str, deliveries: Iterable[Delivery]) -> int:
+    async def touch(self, consumer: str, deliveries: Iterable[Delivery[E]]) -> int:
         by_stream: dict[str, list[str]] = {}
         for delivery in deliveries:
             by_stream.setdefault(self._streams[delivery.priority], []).append(delivery.entry_id)
@@ -446,24 +471,24 @@ class RedisStreamQueue:
 
 
 @dataclass
-class _Entry:
+class _Entry(Generic[E]):
     entry_id: str
     priority: str
-    message: Outgoing
+    message: E
     consumer: str = ""
     handed_at: float = 0.0
     times_delivered: int = 0
 
 
-class MemoryQueue:
+class MemoryQueue(Generic[E]):
     """The same semantics inside one process, for the embedded default. Not durable: what is queued is
     lost when the process stops (the delivery log still knows which messages were never sent)."""
 
     def __init__(self, clock: Any = time.monotonic) -> None:
         self._clock = clock
-        self._ready: dict[str, deque[_Entry]] = {p: deque() for p in PRIORITIES}
-        self._pending: dict[str, dict[str, _Entry]] = {p: {} for p in PRIORITIES}
-        self._delayed: dict[str, list[tuple[float, int, Outgoing]]] = {p: [] for p in PRIORITIES}
+        self._ready: dict[str, deque[_Entry[E]]] = {p: deque() for p in PRIORITIES}
+        self._pending: dict[str, dict[str, _Entry[E]]] = {p: {} for p in PRIORITIES}
+        self._delayed: dict[str, list[tuple[float, int, E]]] = {p: [] for p in PRIORITIES}
         self._claims: dict[str, tuple[str, float]] = {}
         self._seq = itertools.count()
         self._changed = asyncio.Condition()
@@ -471,7 +496,7 @@ class MemoryQueue:
     def _new_id(self) -> str:
         return f"{int(time.time() * 1000)}-{next(self._seq)}"
 
-    def _push(self, message: Outgoing) -> str:
+    def _push(self, message: E) -> str:
         entry = _Entry(self._new_id(), _check_priority(message.priority), message)
         self._ready[entry.priority].append(entry)
         return entry.entry_id
@@ -480,18 +505,18 @@ class MemoryQueue:
         async with self._changed:
             self._changed.notify_all()
 
-    async def add(self, message: Outgoing) -> str:
+    async def add(self, message: E) -> str:
         entry_id = self._push(message)
         await self._wake()
         return entry_id
 
-    async def add_many(self, messages: Iterable[Outgoing]) -> int:
+    async def add_many(self, messages: Iterable[E]) -> int:
         added = sum(1 for m in messages if self._push(m))
         await self._wake()
         return added
 
-    def _take(self, consumer: str, count: int) -> list[Delivery]:
-        found: list[Delivery] = []
+    def _take(self, consumer: str, count: int) -> list[Delivery[E]]:
+        found: list[Delivery[E]] = []
         now = self._clock()
         for priority in PRIORITIES:
             ready = self._ready[priority]
@@ -502,7 +527,7 @@ class MemoryQueue:
                 found.append(Delivery(entry.entry_id, priority, entry.message, 1))
         return found
 
-    async def read(self, consumer: str, count: int = 1, block_ms: int = 0) -> list[Delivery]:
+    async def read(self, consumer: str, count: int = 1, block_ms: int = 0) -> list[Delivery[E]]:
         if count <= 0:
             return []
         found = self._take(consumer, count)
@@ -515,20 +540,20 @@ class MemoryQueue:
             return []
         return self._take(consumer, count)
 
-    def _remove(self, delivery: Delivery) -> _Entry | None:
+    def _remove(self, delivery: Delivery[E]) -> _Entry[E] | None:
         return self._pending[delivery.priority].pop(delivery.entry_id, None)
 
-    async def ack(self, delivery: Delivery) -> bool:
+    async def ack(self, delivery: Delivery[E]) -> bool:
         return self._remove(delivery) is not None
 
-    async def retry_later(self, delivery: Delivery, delay_s: float, attempt: int | None = None) -> bool:
+    async def retry_later(self, delivery: Delivery[E], delay_s: float, attempt: int | None = None) -> bool:
         if self._remove(delivery) is None:
             return False
         message = _next_attempt(delivery, attempt)
         heapq.heappush(self._delayed[message.priority], (self._clock() + max(0.0, delay_s), next(self._seq), message))
         return True
 
-    async def replace(self, delivery: Delivery, message: Outgoing) -> bool:
+    async def replace(self, delivery: Delivery[E], message: E) -> bool:
         _check_priority(message.priority)
         if self._remove(delivery) is None:
             return False
@@ -546,8 +571,8 @@ class MemoryQueue:
             await self._wake()
         return moved
 
-    async def reclaim(self, consumer: str, idle_ms: int, count: int = 10) -> list[Delivery]:
-        found: list[Delivery] = []
+    async def reclaim(self, consumer: str, idle_ms: int, count: int = 10) -> list[Delivery[E]]:
+        found: list[Delivery[E]] = []
         now = self._clock()
         for priority in PRIORITIES:
             for entry in self._pending[priority].values():
@@ -559,7 +584,7 @@ class MemoryQueue:
                     found.append(Delivery(entry.entry_id, priority, entry.message, entry.times_delivered))
         return found
 
-    async def touch(self, consumer: str, deliveries: Iterable[Delivery]) -> int:
+    async def touch(self, consumer: str, deliveries: Iterable[Delivery[E]]) -> int:
         touched, now = 0, self._clock()
         for delivery in deliveries:
             entry = self._pending[delivery.priority].get(delivery.entry_id)

@@ -65,7 +65,7 @@ class MemoryRateLimiter(_Waiting):
         self._tat: dict[str, float] = {}
 
     async def reserve(self, key: str, rate: float | None, cost: float = 1.0, burst: float = 0.0) -> float:
-        if _unlimited(rate):
+        if rate is None or _unlimited(rate):
             return 0.0
         now = self._clock()
         start = max(self._tat.get(key, now), now)
@@ -102,7 +102,7 @@ class RedisRateLimiter(_Waiting):
         self._script = self._redis.register_script(_RESERVE)
 
     async def reserve(self, key: str, rate: float | None, cost: float = 1.0, burst: float = 0.0) -> float:
-        if _unlimited(rate):
+        if rate is None or _unlimited(rate):
             return 0.0
         delay_us = await self._script(keys=[self._prefix + key], args=[rate, cost, burst])
         return int(delay_us) / 1_000_000

@@ -146,7 +146,7 @@ def client_address(request: web.Request, proxies: Sequence[Network]) -> str | No
 
 
 def _address_key(ip: str | None) -> str:
-    address = _address(ip) if ip else None
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv6Network | None = _address(ip) if ip else None
     if isinstance(address, ipaddress.IPv6Address):
         # One IPv6 subscriber gets a whole /64: counting single addresses would not slow them at all.
         address = ipaddress.IPv6Network((address, 64), strict=False)

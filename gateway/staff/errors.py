@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 class ApiError(Exception):
@@ -54,7 +55,7 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 # --- validation errors in Chinese -----------------------------------------------------------------
 
 
-def _field(error: dict[str, Any], tags: set[str]) -> str:
+def _field(error: ErrorDetails, tags: set[str]) -> str:
     # Discriminated unions put the tag ("districts") into the location: it is not a field name.
     parts = [str(p) for p in error["loc"] if not (isinstance(p, str) and p in tags)]
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the bad or missing "type"
@@ -68,7 +69,7 @@ def _choices(expected: Any) -> str:
     return "、".join(f"“{n}”" for n in names) if names else str(expected)
 
 
-def _reason(error: dict[str, Any]) -> str:
+def _reason(error: ErrorDetails) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     reasons = {
         "missing": "缺少此字段",

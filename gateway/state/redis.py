@@ -56,7 +56,9 @@ class RedisState:
     async def hit(self, key: str, window_s: int) -> int:
         bucket = f"{self._prefix}{key}:{int(time.time() // window_s)}"
         async with self._redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(bucket).expire(bucket, window_s).execute()
+            pipe.incr(bucket)
+            pipe.expire(bucket, window_s)
+            count, _ = await pipe.execute()
         return int(count)
 
     async def hit_sliding(self, key: str, window_s: int) -> WindowHit:
@@ -64,8 +66,11 @@ class RedisState:
         k, now = self._prefix + key, time.time()
         hit_id = secrets.token_hex(8)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zremrangebyscore(k, "-inf", now - window_s).zadd(k, {hit_id: now}).zcard(k)
-            pipe.zrange(k, 0, 0, withscores=True).expire(k, math.ceil(window_s))
+            pipe.zremrangebyscore(k, "-inf", now - window_s)
+            pipe.zadd(k, {hit_id: now})
+            pipe.zcard(k)
+            pipe.zrange(k, 0, 0, withscores=True)
+            pipe.expire(k, math.ceil(window_s))
             _, _, count, oldest, _ = await pipe.execute()
         oldest_at = oldest[0][1] if oldest else now
         return WindowHit(hit_id, int(count), max(0.0, oldest_at + window_s - now))

@@ -85,7 +85,7 @@ def places() -> tuple[Place, ...]:
         return tuple(Place(**row) for row in csv.DictReader(f))
 
 
-def names(exclude: set[str] = frozenset()) -> dict[str, list[str]]:
+def names(exclude: frozenset[str] | set[str] = frozenset()) -> dict[str, list[str]]:
     """Canonical name → aliases, for the `city` lookup; names inside `exclude` (the home city's own
     names: they are districts there, not other cities) are left out."""
     out: dict[str, list[str]] = {}

@@ -204,7 +204,8 @@ def address(rng: random.Random, district: str, suffix: str = "", road: str | Non
 
 
 def city(rng: random.Random) -> dict[str, Any]:
-    districts, communities = [], []
+    districts: list[dict[str, Any]] = []
+    communities: list[dict[str, Any]] = []
     for did, name, aliases, n_communities, _ in DISTRICTS:
         districts.append({"id": did, "name": name, "aliases": aliases})
         names = [f"{w}社区" for w in ROADS[did] + COMMUNITY_WORDS[did]]
@@ -303,7 +304,7 @@ def health(rng: random.Random) -> dict[str, Any]:
 
 
 def culture(rng: random.Random) -> dict[str, Any]:
-    cinemas = []
+    cinemas: list[dict[str, Any]] = []
     for cid, name, aliases, did, n_halls, suffix in CINEMAS:
         halls = [
             {"id": f"{cid}-{i}", "name": f"{i}号厅", "rows": rng.randint(8, 12), "seats_per_row": rng.randint(10, 16)}
@@ -318,7 +319,7 @@ def culture(rng: random.Random) -> dict[str, Any]:
         for film_index in range(len(FILMS))
         for cinema_index in rng.sample(range(len(CINEMAS)), rng.randint(2, 4))
     )
-    showings = []
+    showings: list[dict[str, Any]] = []
     for cinema_index, film_index in pairs:
         cinema = cinemas[cinema_index]
         hall = max(cinema["halls"], key=lambda h: len(free[h["id"]]))

@@ -365,6 +365,7 @@ class CityPack(BaseModel):
         if not query:
             return []
         tiers: dict[str, list[Candidate]] = {"exact": [], "contains": [], "similar": []}
+        how: Literal["exact", "contains", "similar"]
         for item in getattr(self, KIND_FIELDS[kind]):
             keys = [normalize(n) for n in item.names]
             score = max(difflib.SequenceMatcher(None, query, k).ratio() for k in keys)
