@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from common.clock import utcnow
+from intents import payments  # by module: intents.payments uses handlers.refs, this package's sibling
 from intents.handlers.refs import insert_with_ref, yuan
-from intents.payments import PayLink, open_bill_order
 from intents.ports import PORTS, PaymentUnavailable
 from intents.runtime import Answer, Context, button
 from intents.services import Service
@@ -62,12 +62,12 @@ async def pay_bill(service: Service, ctx: Context) -> Answer:
         return unavailable
     description = f"{ctx.pack.city.name}{kind.name} {account.account_no} {_period(account.period)}"
     try:
-        link = await open_bill_order(
+        link = await payments.open_bill_order(
             ctx.sessions, PORTS.payments, account, description[:127], ctx.citizen_id, ctx.conversation_id
         )
     except PaymentUnavailable:
         return unavailable
-    if not isinstance(link, PayLink):
+    if not isinstance(link, payments.PayLink):
         return already
     minutes = max(1, round((link.expires_at - utcnow()).total_seconds() / 60))
     return Answer(
