@@ -48,7 +48,7 @@ def exposure_problem(settings: Settings) -> str | None:
     )
     if uses_demo:
         return (
-            f"refusing to listen on {settings.host}: the demo Twilio/WeChat secrets would be active. "
+            f"refusing to listen on {settings.host}: the demo Twilio/WeChat/WeChat Pay secrets would be active. "
             "Set CITYGW_TWILIO_*, CITYGW_WECHAT_* and CITYGW_WECHATPAY_* to the real accounts, or listen on 127.0.0.1."
         )
     if not settings.public_base_url:
