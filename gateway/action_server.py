@@ -29,7 +29,7 @@ install()
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-8s %(name)s  - %(message)s")
 for handler in logging.getLogger().handlers:
     handler.addFilter(MaskingFilter())
-plug_into_domain(session_factory(async_engine(get_settings().database_url)))
+plug_into_domain(session_factory(async_engine(get_settings().database_url)), get_settings())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,10 +26,12 @@ from gateway.config import Settings
 from gateway.db.engine import async_engine, session_factory
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
+from gateway.payments import PaymentNotifications, merchant_config
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from gateway.webpush import SqlPushSubscriptions
 from intents.zh import normalize_text
+from payments.wechatpay import WeChatPayClient
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,9 @@ async def _resources(app: web.Application):
                     settings.wechat_token, c.messaging.intake, settings.wechat_app_id or "", settings.wechat_aes_key
                 ).routes()
             )
+        if (config := merchant_config(settings)) is not None:
+            client = WeChatPayClient(config)
+            app.router.add_routes(PaymentNotifications(config, client, c.sessions, c.messaging).routes())
         if settings.dispatch_in_process:
             c.messaging.start_workers()
         app[ENGINE], app[STATE], app[BRIDGE], app[TURNS] = c.engine, c.state, c.bridge, c.turns

@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
     from gateway import rasa_env
     from gateway.app import create_app
-    from gateway.demo import exposure_problem, start_local_providers
+    from gateway.demo import exposure_problem, payment_env, start_local_providers
 
     problem = exposure_problem(settings)
     if problem:
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.no_rasa:
             model = rasa_env.train(settings)
             rasa_port = int(settings.rasa_url.rsplit(":", 1)[1].split("/")[0])
-            actions = rasa_env.start_actions(settings.action_port, logs / "actions.log")
+            actions = rasa_env.start_actions(settings.action_port, logs / "actions.log", payment_env(settings))
             children.append(actions)
             rasa = rasa_env.start_rasa(settings, model, rasa_port, settings.action_port, logs / "rasa.log")
             children.append(rasa)

@@ -79,11 +79,23 @@ class Settings(BaseSettings):
     webpush_push_hosts: str = "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com"
     webpush_local_origin: str | None = None  # http://host:port of a local push service (providers/) also accepted
 
+    # WeChat Pay API v3 (Native payments) for utility bills: off without a merchant id, except that `run`
+    # then starts the local WeChat Pay server with demo keys. A bill is paid only by its verified notification.
+    wechatpay_mchid: str | None = None
+    wechatpay_appid: str | None = None
+    wechatpay_private_key: str | None = None  # PEM of the merchant's API key, or a path to the PEM file
+    wechatpay_cert_serial_no: str | None = None  # serial number of the merchant's API certificate
+    wechatpay_apiv3_key: str | None = None  # the 32-character APIv3 key
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    wechatpay_notify_url: str | None = None  # default: the public base URL + /payments/wechatpay/notify
+    payment_ttl_min: int = 30  # how long a pay link can be paid (the domain reads the same variable)
+
     # `run` starts local provider servers for providers without credentials (the demo).
     local_providers: bool = True
     local_twilio_port: int = 8181
     local_wechat_port: int = 8182
     local_webpush_port: int = 8183
+    local_wechatpay_port: int = 8184
 
     # Broadcasts: ordinary notices wait out quiet hours (city local time); emergencies do not.
     quiet_hours: str = "22:00-07:00"

@@ -1,5 +1,6 @@
-"""The gateway's implementations of the domain's ports (intents.ports) over its own tables: a parent's
-school notices from the broadcasts, and the audit log. gateway/action_server.py plugs them in."""
+"""The gateway's implementations of the domain's ports (intents.ports): a parent's school notices from
+the broadcasts, the audit log, and payments through WeChat Pay (gateway.payments; off without a merchant
+id). gateway/action_server.py plugs them in."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.config import Settings
 from gateway.db.models import AuditLog, Broadcast, BroadcastRecipient, Guardian, School, Student
+from gateway.payments import WeChatPayPayments, merchant_config
 from intents import ports
 from intents.ports import SchoolNotice
+from payments.wechatpay import WeChatPayClient
 
 SHOWN = ("sent", "delivered", "read", "undelivered", "failed")  # addressed to them; queued/skipped are not yet
 
@@ -65,5 +69,7 @@ class AuditLogTrail:
             await db.commit()
 
 
-def plug_into_domain(sessions: async_sessionmaker[AsyncSession]) -> None:
-    ports.plug(school_notices=BroadcastSchoolNotices(sessions), audit=AuditLogTrail(sessions))
+def plug_into_domain(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    config = merchant_config(settings)
+    payments = WeChatPayPayments(WeChatPayClient(config)) if config is not None else None
+    ports.plug(school_notices=BroadcastSchoolNotices(sessions), audit=AuditLogTrail(sessions), payments=payments)

@@ -36,17 +36,46 @@ class AuditTrail(Protocol):
     async def record(self, action: str, target: str, detail: dict[str, Any]) -> None: ...
 
 
+class PaymentUnavailable(Exception):
+    """The payment provider could not be reached or refused the order: nothing was paid."""
+
+
+@dataclass(frozen=True)
+class ClosedOrder:
+    """What closing an order found: it was paid after all (then with the provider's transaction), or it
+    is closed and can no longer be paid."""
+
+    paid: bool
+    transaction_id: str | None = None
+    paid_at: datetime | None = None
+
+
+class Payments(Protocol):
+    """The payment provider (WeChat Pay) the citizen pays through; money moves only there, and a bill is
+    settled only by the provider's verified notification (intents.payments.settle)."""
+
+    async def open(self, out_trade_no: str, description: str, amount_fen: int, expires_at: datetime) -> str:
+        """An order payable until expires_at (aware UTC); its pay link. PaymentUnavailable otherwise."""
+        ...
+
+    async def close(self, out_trade_no: str) -> ClosedOrder:
+        """Make an order unpayable; when it was paid meanwhile, say so instead. PaymentUnavailable when
+        the provider cannot tell."""
+        ...
+
+
 @dataclass
 class Ports:
     school_notices: SchoolNotices | None = None
     audit: AuditTrail | None = None
+    payments: Payments | None = None
 
 
 PORTS = Ports()
 
 
 def plug(**implementations: Any) -> None:
-    """Plug implementations in by port name: plug(school_notices=..., audit=...)."""
+    """Plug implementations in by port name: plug(school_notices=..., audit=..., payments=...)."""
     names = {f.name for f in fields(Ports)}
     unknown = set(implementations) - names
     if unknown:

@@ -19,6 +19,7 @@ class DomainSettings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     city_pack: Path = DEFAULT_CITY_PACK
     fixed_now: str | None = None  # ISO local time, e.g. 2026-11-25T10:00:00; pins the clock for demos and tests
+    payment_ttl_min: int = 30  # how long a pay link can be paid; on the real clock (money moves in real time)
 
 
 @lru_cache

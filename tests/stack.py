@@ -18,7 +18,7 @@ from gateway.config import REPO_ROOT, Settings
 from gateway.db.engine import sync_engine
 from gateway.db.migrate import upgrade
 from gateway.db.seed import seed
-from gateway.demo import TWILIO, WECHAT
+from gateway.demo import TWILIO, WECHAT, WECHATPAY, ensure_merchant_key, wechatpay_args
 from gateway.rasa_env import start_actions, start_rasa, stop, wait_http
 from intents.city.pack import load_pack
 
@@ -77,6 +77,7 @@ class Stack:
     action_port: int = field(default_factory=free_port)
     twilio_port: int = field(default_factory=free_port)
     wechat_port: int = field(default_factory=free_port)
+    wechatpay_port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
     prefix: str = field(default_factory=lambda: f"citygw-test-{uuid.uuid4().hex[:8]}")
 
@@ -91,6 +92,14 @@ class Stack:
     @property
     def wechat_url(self) -> str:
         return f"http://127.0.0.1:{self.wechat_port}"
+
+    @property
+    def wechatpay_url(self) -> str:
+        return f"http://127.0.0.1:{self.wechatpay_port}"
+
+    @property
+    def merchant_key(self) -> Path:
+        return self.directory / "wechatpay-merchant.pem"
 
     @property
     def rasa_url(self) -> str:
@@ -111,7 +120,9 @@ class Stack:
             "CITYGW_TWILIO_API_BASE": self.twilio_url,
             "CITYGW_WECHAT_API_BASE": self.wechat_url,
             "CITYGW_SMS_RATE": "0",
-            **{f"CITYGW_{k.upper()}": v for k, v in {**TWILIO, **WECHAT}.items()},
+            **{f"CITYGW_{k.upper()}": v for k, v in {**TWILIO, **WECHAT, **WECHATPAY}.items()},
+            "CITYGW_WECHATPAY_PRIVATE_KEY": str(self.merchant_key),
+            "CITYGW_WECHATPAY_API_BASE": self.wechatpay_url,
         }
         if self.redis_url:
             env["CITYGW_REDIS_URL"] = self.redis_url
@@ -123,6 +134,7 @@ class Stack:
         return self.directory / f"{name}.log"
 
     def start(self) -> None:
+        public_key = ensure_merchant_key(self.merchant_key)
         env = self.env()
         actions = start_actions(self.action_port, self.log("actions"), env)
         self.processes.append(actions)
@@ -132,6 +144,7 @@ class Stack:
         self._spawn("twilio", ["-m", "providers.twilio_api", "--port", str(self.twilio_port), *twilio], env)
         wechat = ["--app-id", WECHAT["wechat_app_id"], "--secret", WECHAT["wechat_app_secret"]]
         self._spawn("wechat", ["-m", "providers.wechat_api", "--port", str(self.wechat_port), *wechat], env)
+        self._spawn("wechatpay", wechatpay_args(self.wechatpay_port, public_key), env)
         self._spawn("gateway", ["-m", "gateway.cli", "run", "--no-rasa"], env)
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
@@ -146,9 +159,10 @@ class Stack:
         self.processes.append(process)
 
     def wait(self) -> None:
-        actions, rasa, twilio, wechat, gateway = self.processes
+        actions, rasa, twilio, wechat, wechatpay, gateway = self.processes
         wait_http(f"{self.twilio_url}/_control/stats", 30, twilio, self.log("twilio"))
         wait_http(f"{self.wechat_url}/_control/state", 30, wechat, self.log("wechat"))
+        wait_http(f"{self.wechatpay_url}/_control/orders", 30, wechatpay, self.log("wechatpay"))
         wait_http(f"http://127.0.0.1:{self.action_port}/health", 90, actions, self.log("actions"))
         wait_http(f"{self.rasa_url}/status", 240, rasa, self.log("rasa"))
         wait_http(f"{self.url}/healthz", 60, gateway, self.log("gateway"))

@@ -73,9 +73,15 @@ def test_run_refuses_to_listen_publicly_with_demo_secrets_or_without_a_public_ur
     from gateway.config import Settings
     from gateway.demo import TWILIO, exposure_problem
 
-    real = {"twilio_account_sid": "AC1", "twilio_auth_token": "real-token", "wechat_token": "real-wechat-token"}
+    real = {
+        "twilio_account_sid": "AC1",
+        "twilio_auth_token": "real-token",
+        "wechat_token": "real-wechat-token",
+        "wechatpay_mchid": "1900000009",
+    }
     assert exposure_problem(Settings(host="127.0.0.1")) is None  # the demo on one's own machine
     assert "demo" in exposure_problem(Settings(host="0.0.0.0"))
     assert "demo" in exposure_problem(Settings(host="0.0.0.0", **{**real, **TWILIO}))
+    assert "demo" in exposure_problem(Settings(host="0.0.0.0", **{**real, "wechatpay_mchid": None}))  # demo payments
     assert "CITYGW_PUBLIC_BASE_URL" in exposure_problem(Settings(host="10.0.0.5", **real))
     assert exposure_problem(Settings(host="10.0.0.5", public_base_url="https://city.example", **real)) is None

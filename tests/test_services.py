@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel import select
 
-from gateway.db.models import AppointmentSlot, Booking, Payment, QueueTicket, Screening, UtilityAccount
+from gateway.db.models import AppointmentSlot, Booking, Payment, PaymentOrder, QueueTicket, Screening, UtilityAccount
 from intents.city.live import SimulatedBusFeed
 from intents.city.pack import load_pack
 from tests.conftest import Chat
@@ -168,7 +168,7 @@ async def test_showtimes_list_only_future_showings(chat: Chat):
 # --- utility bills ----------------------------------------------------------------------------
 
 
-async def test_water_bill_query_and_single_payment(chat: Chat, stack):
+async def test_water_bill_query_and_single_payment(chat: Chat, stack, http):
     account = PACK.account("1023456789")
     with stack.db() as db:
         due = db.get(UtilityAccount, account.account_no).amount_due_fen
@@ -180,8 +180,12 @@ async def test_water_bill_query_and_single_payment(chat: Chat, stack):
     await chat.press("立即缴费")
     assert "请确认缴费" in chat.text
     await chat.say("确认")
-    assert "缴费成功" in chat.text
-    await chat.say("确认")  # a second confirm must not pay again
+    assert "待支付" in chat.text and "weixin://wxpay/bizpayurl" in chat.text  # a pay link, not a payment
+    with stack.db() as db:
+        assert db.get(UtilityAccount, account.account_no).amount_due_fen == due
+        order = db.exec(select(PaymentOrder).where(PaymentOrder.account_no == account.account_no)).one()
+    async with http.post(f"{stack.wechatpay_url}/_control/pay/{order.out_trade_no}") as response:
+        assert response.status == 200  # the citizen pays; WeChat Pay notifies the gateway
     await chat.say(f"交水费 {account.account_no}")
     assert "已缴清" in chat.text
     with stack.db() as db:

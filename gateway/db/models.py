@@ -24,6 +24,7 @@ from intents.store.models import (  # noqa: F401  (re-exported)
     District,
     Hospital,
     Payment,
+    PaymentOrder,
     QueueTicket,
     ResourceSlot,
     Screening,
@@ -34,7 +35,7 @@ from intents.store.models import (  # noqa: F401  (re-exported)
 
 # The domain's rows name the citizen they belong to by id; the constraint (made by the migrations) is
 # declared by the side that owns citizens.
-for _domain_table in (Booking, Payment, QueueTicket, Application, Subscription, TopUp):
+for _domain_table in (Booking, Payment, PaymentOrder, QueueTicket, Application, Subscription, TopUp):
     _domain_table.__table__.append_constraint(ForeignKeyConstraint(["citizen_id"], ["citizen.id"]))
 
 

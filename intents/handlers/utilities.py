@@ -1,15 +1,14 @@
-"""Utility bills: query by account number, pay the current period's amount once."""
+"""Utility bills: query by account number; pay the current period's amount through the payment provider."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
-
-from intents.handlers.refs import insert_with_ref, new_ref, yuan
+from common.clock import utcnow
+from intents import payments  # by module: intents.payments uses handlers.refs, this package's sibling
+from intents.handlers.refs import insert_with_ref, yuan
+from intents.ports import PORTS, PaymentUnavailable
 from intents.runtime import Answer, Context, button
 from intents.services import Service
-from intents.store.models import Payment, TopUp, UtilityAccount
+from intents.store.models import TopUp, UtilityAccount
 
 
 async def _account(ctx: Context) -> UtilityAccount:
@@ -51,37 +50,30 @@ async def summary(service: Service, ctx: Context) -> str:
 
 
 async def pay_bill(service: Service, ctx: Context) -> Answer:
-    """The payment row is unique per account and period, and the due amount is cleared in the same
-    transaction only if still due: a repeated confirm (or a retried message) never pays twice."""
+    """A pay link, not a payment: the bill is cleared only when the payment provider's verified
+    notification settles the order (intents.payments.settle). A repeated confirm gets the same link."""
     account = await _account(ctx)
     kind = ctx.pack.utility_kind(account.kind)
     already = Answer(f"{kind.name}户号 {account.account_no} {_period(account.period)}账单已缴清，无需重复缴费。")
-    async with ctx.sessions() as db:
-        cleared = await db.exec(
-            update(UtilityAccount)
-            .where(col(UtilityAccount.account_no) == account.account_no, col(UtilityAccount.amount_due_fen) > 0)
-            .values(amount_due_fen=0)
-            .returning(UtilityAccount.period)
+    if account.amount_due_fen == 0:
+        return already
+    unavailable = Answer(f"在线支付暂时不可用，请稍后再试。{kind.name}账单尚未缴费。", refused=True)
+    if PORTS.payments is None:
+        return unavailable
+    description = f"{ctx.pack.city.name}{kind.name} {account.account_no} {_period(account.period)}"
+    try:
+        link = await payments.open_bill_order(
+            ctx.sessions, PORTS.payments, account, description[:127], ctx.citizen_id, ctx.conversation_id
         )
-        if cleared.scalar() is None:
-            await db.rollback()
-            return already
-        payment = Payment(
-            ref=new_ref("JF", ctx.now),
-            account_no=account.account_no,
-            period=account.period,
-            amount_fen=account.amount_due_fen,
-            citizen_id=ctx.citizen_id,
-        )
-        db.add(payment)
-        try:
-            await db.commit()
-        except IntegrityError:
-            await db.rollback()
-            return already
+    except PaymentUnavailable:
+        return unavailable
+    if not isinstance(link, payments.PayLink):
+        return already
+    minutes = max(1, round((link.expires_at - utcnow()).total_seconds() / 60))
     return Answer(
-        f"缴费成功！流水号 {payment.ref}\n{kind.name}户号 {account.account_no} {_period(account.period)}"
-        f"已缴 {yuan(payment.amount_fen)} 元，电子票据将发送至您的账户。"
+        f"待支付：{kind.name}户号 {account.account_no} {_period(account.period)}应缴 {yuan(link.amount_fen)} 元。\n"
+        f"请在{minutes}分钟内用微信打开以下链接（或扫码）支付：\n{link.code_url}\n"
+        "支付到账前账单仍未缴清；到账后会通知您缴费成功和流水号。"
     )
 
 

@@ -120,6 +120,29 @@ class Payment(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class PaymentOrder(SQLModel, table=True):
+    """A payment asked of the payment provider (WeChat Pay): a bill is paid only when the provider's
+    verified notification settles its order. pending_key is "account_no:period" while pending and NULL
+    after: unique, so a bill never has two payable orders at once (NULLs do not collide)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    out_trade_no: str = Field(unique=True, max_length=32)
+    kind: str = Field(default="bill", max_length=16)
+    account_no: str = Field(foreign_key="utilityaccount.account_no", index=True)
+    period: str = Field(max_length=7)
+    amount_fen: int
+    citizen_id: int | None = Field(default=None, index=True)
+    conversation_id: str | None = Field(default=None, max_length=40)  # where the citizen asked: told there
+    status: str = Field(default="pending", max_length=16)  # pending | paid | closed
+    pending_key: str | None = Field(default=None, unique=True, max_length=40)
+    code_url: str | None = Field(default=None, max_length=256)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    paid_at: datetime | None = None
+    transaction_id: str | None = Field(default=None, max_length=64)
+    payment_ref: str | None = Field(default=None, max_length=24)  # the Payment row it made
+
+
 class QueueTicket(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("branch_id", "business_type", "day", "number"),)
     id: int | None = Field(default=None, primary_key=True)
