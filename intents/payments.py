@@ -124,9 +124,7 @@ async def open_bill_order(
             await _mark_closed(sessions, order.out_trade_no)
             raise
         async with sessions() as db:
-            await db.exec(
-                update(PaymentOrder).where(col(PaymentOrder.id) == order.id).values(code_url=code_url)  # type: ignore[arg-type]
-            )
+            await db.exec(update(PaymentOrder).where(col(PaymentOrder.id) == order.id).values(code_url=code_url))
             await db.commit()
         return PayLink(code_url, order.amount_fen, aware(order.expires_at))
     raise PaymentUnavailable("the pending order kept changing")
@@ -145,7 +143,7 @@ async def retire(sessions: async_sessionmaker[AsyncSession], payments: Payments,
 async def _mark_closed(sessions: async_sessionmaker[AsyncSession], out_trade_no: str) -> None:
     async with sessions() as db:
         await db.exec(
-            update(PaymentOrder)  # type: ignore[arg-type]
+            update(PaymentOrder)
             .where(col(PaymentOrder.out_trade_no) == out_trade_no, col(PaymentOrder.status) == "pending")
             .values(status="closed", pending_key=None)
         )
@@ -170,7 +168,7 @@ async def settle(
             if order is None:
                 return None
             marked = await db.exec(
-                update(PaymentOrder)  # type: ignore[arg-type]
+                update(PaymentOrder)
                 .where(col(PaymentOrder.out_trade_no) == out_trade_no, col(PaymentOrder.status) == "pending")
                 .values(
                     status="paid", pending_key=None, paid_at=paid_at, transaction_id=transaction_id, payment_ref=ref
@@ -180,7 +178,7 @@ async def settle(
                 await db.rollback()
                 return None
             await db.exec(
-                update(UtilityAccount)  # type: ignore[arg-type]
+                update(UtilityAccount)
                 .where(
                     col(UtilityAccount.account_no) == order.account_no,
                     col(UtilityAccount.period) == order.period,
@@ -226,7 +224,7 @@ async def _mark_paid_twice(
     """Paid, with no Payment row of its own (payment_ref empty): the order to refund."""
     async with sessions() as db:
         await db.exec(
-            update(PaymentOrder)  # type: ignore[arg-type]
+            update(PaymentOrder)
             .where(col(PaymentOrder.out_trade_no) == out_trade_no, col(PaymentOrder.status) == "pending")
             .values(status="paid", pending_key=None, paid_at=paid_at, transaction_id=transaction_id)
         )

@@ -287,7 +287,7 @@ class LocalWeChatPay(LocalServer):
         total = amount.get("total") if isinstance(amount, dict) else None
         if type(total) is not int or total <= 0:
             raise ApiError(400, "PARAM_ERROR", "amount.total is a positive integer (fen)")
-        if amount.get("currency", "CNY") != "CNY":
+        if amount.get("currency", "CNY") != "CNY":  # type: ignore[union-attr]  # a dict: total was read from it
             raise ApiError(400, "PARAM_ERROR", "currency must be CNY")
         return Order(
             out_trade_no,
