@@ -20,16 +20,16 @@ from channels.webchat.wire import CHANNEL as WEBCHAT
 from channels.webpush.handler import WebPushChannel
 from channels.webpush.vapid import load_private_key, public_key_b64
 from channels.wechat.handler import WeChatChannel
-from gateway import conversations
-from gateway.bridge import CircuitBreaker, RasaBridge
 from gateway.config import Settings
+from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
+from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
+from gateway.outbound.push_subscriptions import SqlPushSubscriptions
 from gateway.payments import PaymentNotifications, merchant_config
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
-from gateway.webpush import SqlPushSubscriptions
 from intents.zh import normalize_text
 from payments.wechatpay import WeChatPayClient
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from gateway.config import REPO_ROOT, Settings
+from gateway.outbound.push_subscriptions import ensure_vapid_key
 from gateway.rasa_env import wait_http
-from gateway.webpush import ensure_vapid_key
 
 TWILIO = {"twilio_account_sid": "AC" + "0" * 31 + "1", "twilio_auth_token": "demo-twilio-auth-token"}
 WECHAT = {

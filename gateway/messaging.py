@@ -22,20 +22,20 @@ from channels.webpush.sender import WebPushSender
 from channels.webpush.wire import CHANNEL as WEBPUSH
 from channels.wechat.api import WeChatApi, WeChatSender
 from channels.wechat.wire import CHANNEL as WECHAT
-from gateway.binding import Binding
 from gateway.broadcast.runner import BroadcastRunner
 from gateway.config import Settings
+from gateway.inbound.binding import Binding
 from gateway.inbound.inbox import InboxEntry, Intake, Seen, TurnRunner
 from gateway.inbound.path import Inbound
 from gateway.inbound.responders import MenuMemory, responders
+from gateway.inbound.schools import Schools
 from gateway.inbound.turn import Turns
 from gateway.outbound.dispatcher import Dispatcher, default_consumer
 from gateway.outbound.ledger import Ledger
+from gateway.outbound.push_subscriptions import SqlPushSubscriptions
 from gateway.outbound.queue import MemoryQueue, OutboundQueue, RedisStreamQueue
 from gateway.outbound.ratelimit import RateLimiter, create_limiter
-from gateway.schools import Schools
 from gateway.state import StateStore
-from gateway.webpush import SqlPushSubscriptions
 from gateway.wires import Wires, wires
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from gateway.bridge import CircuitBreaker
+from gateway.inbound.bridge import CircuitBreaker
 from gateway.inbound.turn import BUSY
 from tests.fake_rasa import (
     BUTTON,

@@ -16,8 +16,8 @@ import pytest
 
 from channels.webchat.handler import _inbound, new_session
 from common.logfilter import MaskingFilter, install, mask_text
-from gateway.bridge import RasaBridge
 from gateway.config import Settings
+from gateway.inbound.bridge import RasaBridge
 from gateway.rasa_env import start_actions, start_rasa, stop, train, wait_http
 from tests.broken_actions import PHONE
 from tests.stack import free_port

@@ -4,7 +4,7 @@ otherwise), and the assistant listing a parent's notices.
 
 End to end through the real stack (signed Twilio and encrypted WeChat webhooks, the gateway, Rasa and
 the action server, the local Twilio and WeChat servers) on both backends; the stack's gateway seeded
-the demo population when it started. A few in-process checks of gateway.schools come first: the
+the demo population when it started. A few in-process checks of gateway.inbound.schools come first: the
 edges that are slow to reach through the stack (five wrong codes, one code a minute, attempts)."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from gateway.db.models import (
 )
 from gateway.db.seed import seed_population
 from gateway.domain_ports import BroadcastSchoolNotices
-from gateway.schools import Schools
+from gateway.inbound.schools import Schools
 from gateway.state import MemoryState
 from gateway.wires import wires
 from intents import ports, runtime
@@ -131,12 +131,12 @@ def guardian_rows(stack: Stack, student_id: str) -> list[Guardian]:
         return list(db.exec(select(Guardian).where(Guardian.student_id == student_id)).all())
 
 
-# --- in process: gateway.schools on a seeded SQLite file ----------------------------------------------
+# --- in process: gateway.inbound.schools on a seeded SQLite file ----------------------------------------------
 
 
 @dataclass
 class Local:
-    """gateway.schools with its own database, in-memory state and an outbox that keeps what it got."""
+    """gateway.inbound.schools with its own database, in-memory state and an outbox that keeps what it got."""
 
     url: str
     schools: Schools

@@ -11,7 +11,7 @@ from gateway.outbound.refs import RecipientRef
 from gateway.wires import wires
 
 REMINDER = "（再次提醒）"
-ACK_PROMPT = "（请回复“收到”确认）"  # parents acknowledge by replying; gateway/schools.py reads it
+ACK_PROMPT = "（请回复“收到”确认）"  # parents acknowledge by replying; gateway/inbound/schools.py reads it
 
 
 class Content(Protocol):

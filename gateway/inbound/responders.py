@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from channels.base import ChannelEvent, InboundMessage, Rendering, Reply, Wire
 from channels.textmenu import choice, wants_more
-from gateway.binding import Binding
-from gateway.schools import Schools
+from gateway.inbound.binding import Binding
+from gateway.inbound.schools import Schools
 from gateway.state import StateStore
 from intents.menu import family_menu
 from intents.runtime import pack

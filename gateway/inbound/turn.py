@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import InboundMessage, OutboundRecord, Rendering, Reply, TurnResult, Wire
-from gateway import conversations
-from gateway.bridge import BotUnavailable, RasaBridge
 from gateway.config import Settings
+from gateway.db import conversations
 from gateway.db.models import Message, utcnow
+from gateway.inbound.bridge import BotUnavailable, RasaBridge
 from gateway.logs import mask
 from gateway.state import StateStore
 

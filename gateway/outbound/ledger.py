@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Outgoing, SendResult, StatusUpdate
 from gateway.config import Settings
-from gateway.conversations import citizen_for_phone
+from gateway.db.conversations import citizen_for_phone
 from gateway.db.models import ChannelIdentity, Citizen, Conversation, Message, utcnow
 from gateway.outbound.recipients import RecipientRecords
 from gateway.outbound.refs import MessageRef, RecipientRef, parse

@@ -1,5 +1,5 @@
 """The gateway's side of channels.webpush's SubscriptionStore and Registrar contracts, in memory, for
-the channel's own tests (the gateway keeps them in SQL: gateway/webpush.py), as the harness's
+the channel's own tests (the gateway keeps them in SQL: gateway/outbound/push_subscriptions.py), as the harness's
 RecordingIntake is the gateway's side of a webhook."""
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from gateway.broadcast import audience as audiences
 from gateway.broadcast import render, service
 from gateway.broadcast.runner import Content
 from gateway.db.models import ChannelIdentity, Citizen, WebPushSubscription
+from gateway.outbound.push_subscriptions import SqlPushSubscriptions
 from gateway.outbound.recipients import FELL_BACK
-from gateway.webpush import SqlPushSubscriptions
 from providers.webpush_api import LocalWebPush
 
 from .conftest import Person, World

@@ -20,12 +20,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import InboundMessage, Outgoing, Reply
 from channels.sms.wire import SmsWire
 from gateway.config import Settings
-from gateway.conversations import citizen_for_phone
+from gateway.db.conversations import citizen_for_phone
 from gateway.db.models import ChannelIdentity, Citizen, Conversation
+from gateway.inbound.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 from gateway.logs import mask
 from gateway.outbound.refs import NoticeRef
 from gateway.state import StateStore
-from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 
 BIND_RE = re.compile(r"^(?:绑定|验证)(?:手机|手机号)?[:：]?(?:\+?86)?(1[3-9]\d{9})$")
 LOGOUT_RE = re.compile(r"^(?:退出登录|退出登陆|解除绑定|解绑|退出验证)$")

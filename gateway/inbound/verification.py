@@ -1,5 +1,5 @@
-"""Six-digit SMS codes that prove a sender holds a phone, as phone binding (gateway.binding) and guardian
-binding (gateway.schools) both ask for them: stored hashed and salted in state for five minutes, five wrong
+"""Six-digit SMS codes that prove a sender holds a phone, as phone binding (gateway.inbound.binding) and guardian
+binding (gateway.inbound.schools) both ask for them: stored hashed and salted in state for five minutes, five wrong
 tries end the attempt, one code per phone per minute whichever of the two asked."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 - "绑定 学号 姓名" (spaces optional, either order): by SMS, the sender's phone must be a guardian phone
   the school recorded for that student, and the guardian is then verified. By WeChat, a six-digit code
   goes by SMS to the guardian phone(s) on record (hashed in state, five tries, one code per phone per
-  minute, by gateway.verification as for phone binding); the right code links the WeChat identity to that
+  minute, by gateway.inbound.verification as for phone binding); the right code links the WeChat identity to that
   guardian's citizen and makes WeChat the channel notices go to first.
 - "通知发微信" / "通知发短信": the channel notices go to first (Citizen.preferred_channel).
 - "收到" / "1" after a school notice: acknowledges the citizen's most recent un-acknowledged school
@@ -28,9 +28,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import InboundMessage, Outgoing, Reply, Wire
-from gateway import conversations
 from gateway.config import Settings
-from gateway.conversations import citizen_for_phone
+from gateway.db import conversations
+from gateway.db.conversations import citizen_for_phone
 from gateway.db.models import (
     Broadcast,
     BroadcastRecipient,
@@ -43,9 +43,9 @@ from gateway.db.models import (
     Student,
     utcnow,
 )
+from gateway.inbound.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 from gateway.outbound.refs import NoticeRef
 from gateway.state import StateStore
-from gateway.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 from gateway.wires import Wires
 from intents.runtime import pack
 
