@@ -51,8 +51,8 @@ class User:
         self.conversation = uuid.uuid4().hex
 
     def request(self) -> tuple[str, dict]:
-        if self.turns and self.turns % len(MIX) == 0:
-            self.conversation = uuid.uuid4().hex
+        if self.path == "direct" and self.turns and self.turns % len(MIX) == 0:
+            self.conversation = uuid.uuid4().hex  # (the gateway path's new session is minted in turn())
         text = MIX[self.turns % len(MIX)]
         self.turns += 1
         if self.path == "direct":
@@ -62,6 +62,9 @@ class User:
 
 
 async def turn(http: aiohttp.ClientSession, user: User) -> float:
+    if user.path != "direct" and user.turns % len(MIX) == 0:  # a fresh web chat session, as the server issues one
+        async with http.post(f"{user.stack.url}/api/webchat/sessions") as response:
+            user.conversation = (await response.json())["session"]
     url, body = user.request()
     started = time.perf_counter()
     async with http.post(url, json=body) as response:

@@ -81,6 +81,7 @@ class Wire(Protocol):
     addressed_by: str  # where a citizen's address on it is kept: phone | identity | push_subscription
     label: str  # its name for citizens and staff: "短信", "微信"
     falls_back_to_phone: bool  # a message it cannot deliver goes to the citizen's phone by SMS instead
+    phone_proof_days: int | None  # a phone proved here by SMS code counts this long (None: until logout)
 
     def render(self, replies: list[Reply]) -> Rendering:
         """The replies as this channel carries them (numbered menus, the SMS signature, cuts)."""
@@ -112,6 +113,7 @@ class PlainWire:
     addressed_by = "identity"
     label = ""
     falls_back_to_phone = False
+    phone_proof_days: int | None = None
 
     def render(self, replies: list[Reply]) -> Rendering:
         return Rendering([Rendered(r.text, r.buttons) for r in replies])

@@ -30,7 +30,8 @@ _KEYED = re.compile(
 )
 _CONVERSATION_PATH = re.compile(r"(?P<key>/conversations/)(?P<value>[^/\s?\"'#]+)")
 _OPENID = re.compile(rf"(?<![{_ID_CHAR}])o[{_ID_CHAR}]{{27}}(?![{_ID_CHAR}])")  # WeChat: 28 characters
-_SESSION = re.compile(rf"(?<![{_ID_CHAR}])[{_ID_CHAR}]{{24}}(?![{_ID_CHAR}])")  # token_urlsafe(18)
+# Web chat session ids: 40 characters as the server signs them (channels/webchat/sessions.py), 24 before.
+_SESSION = re.compile(rf"(?<![{_ID_CHAR}])(?:[{_ID_CHAR}]{{40}}|[{_ID_CHAR}]{{24}})(?![{_ID_CHAR}])")
 _HEX_ID = re.compile(rf"(?<![{_ID_CHAR}])[0-9a-f]{{32}}(?![{_ID_CHAR}])")  # uuid4().hex
 
 

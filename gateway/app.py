@@ -30,6 +30,7 @@ from gateway.outbound.push_subscriptions import SqlPushSubscriptions
 from gateway.payments import PaymentNotifications, merchant_config
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
+from gateway.webchat import session_ids
 from intents.zh import normalize_text
 from payments.wechatpay import WeChatPayClient
 
@@ -112,7 +113,10 @@ async def _resources(app: web.Application):
                 return await conversations.history(db, WEBCHAT, session, settings.history_limit)
 
         inbound = c.messaging.inbound
-        app.router.add_routes(WebChatChannel(c.state, webchat_history).routes(inbound))
+        webchat = WebChatChannel(
+            c.state, webchat_history, session_ids(settings, c.sessions), settings.forwarded_proxies
+        )
+        app.router.add_routes(webchat.routes(inbound))
         app.router.add_routes(staff_routes(settings, c.sessions, c.state))
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())

@@ -9,7 +9,6 @@ import logging
 import os
 import subprocess
 import sys
-import uuid
 
 from channels.http import PrivateAccessLogger
 from gateway import cli_messaging, cli_staff
@@ -137,9 +136,12 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from intents.runtime import pack
 
     async def loop() -> None:
-        session = args.session or uuid.uuid4().hex
         url = f"{args.url.rstrip('/')}/api/webchat/messages"
         async with aiohttp.ClientSession() as http:
+            session = args.session
+            if not session:  # only the server mints sessions
+                async with http.post(f"{args.url.rstrip('/')}/api/webchat/sessions") as response:
+                    session = (await response.json())["session"]
             print(f"{pack().city.sms_signature}助手（输入 /quit 退出）")
             while True:
                 try:

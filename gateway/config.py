@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     city_pack: Path = DEFAULT_CITY_PACK
     max_text_chars: int = 1000
     rate_limit_per_minute: int = 30
+    # Web chat messages per client network address (an IPv6 /64) in any minute, whatever the session:
+    # new sessions cost nothing, so the address is what slows one client down.
+    rate_limit_per_address_per_minute: int = 120
     dedupe_ttl_s: int = 7 * 24 * 3600
     history_limit: int = 50
     log_level: str = "INFO"
@@ -46,9 +49,12 @@ class Settings(BaseSettings):
     # Webhooks. Providers sign the URL they call; behind a proxy that is this base, not what we see.
     public_base_url: str | None = None
     # Reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the client
-    # for staff sign-in limits and the audit log. Empty: the connection's own address, so that nobody
-    # can pick their address by writing the header.
+    # for staff sign-in limits, the audit log and web chat's per-address limit. Empty: the connection's
+    # own address, so that nobody can pick their address by writing the header.
     forwarded_allow_ips: str = ""
+    # Signs web chat session ids (16+ characters); gateways on several machines need the same one.
+    # Unset: one made and kept in var/webchat-session.key.
+    webchat_session_secret: str | None = None
 
     # SMS through Twilio. Without an account SID, `run` starts the local Twilio-compatible server.
     twilio_account_sid: str | None = None

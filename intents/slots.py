@@ -14,10 +14,10 @@ from typing import Any
 from intents import availability, lookup, zh
 from intents.city import china
 from intents.city.tables import resolve_record
+from intents.limits import TICKETS_PER_ORDER
 from intents.runtime import Context, button
 from intents.services import catalogue
 
-MAX_TICKETS = 6
 MAX_AMOUNT = 500
 WEEKDAYS = "一二三四五六日"
 
@@ -129,8 +129,8 @@ async def _ticket_count(value: Any, ctx: Context) -> Check:
     count = zh.extract_int(text, "张") or zh.parse_int(text)
     if count is None or count < 1:
         return Check(None, "请告诉我要买几张票，例如“两张”。")
-    if count > MAX_TICKETS:
-        return Check(None, f"每次最多购买{MAX_TICKETS}张票，请重新输入张数。")
+    if count > TICKETS_PER_ORDER:
+        return Check(None, f"每次最多购买{TICKETS_PER_ORDER}张票，请重新输入张数。")
     return Check(str(count))
 
 

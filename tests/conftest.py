@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -50,10 +49,14 @@ class Chat:
 
     def __init__(self, http: aiohttp.ClientSession, stack: Stack) -> None:
         self.http, self.stack = http, stack
-        self.session = uuid.uuid4().hex
+        self.session = ""  # issued by the server on the first message
         self.replies: list[dict] = []
 
     async def say(self, text: str, message_id: str | None = None) -> list[dict]:
+        if not self.session:
+            async with self.http.post(f"{self.stack.url}/api/webchat/sessions") as response:
+                assert response.status == 201, await response.text()
+                self.session = (await response.json())["session"]
         body = {"session": self.session, "text": text}
         if message_id:
             body["id"] = message_id

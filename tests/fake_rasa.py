@@ -191,6 +191,12 @@ class Gateway:
                 payload = await response.text()
             return response.status, payload
 
+    async def new_session(self) -> str:
+        """A session as the server issues one to an integration."""
+        async with self.client.post("/api/webchat/sessions") as response:
+            assert response.status == 201, await response.text()
+            return (await response.json())["session"]
+
     async def say(self, session: str, text: str, message_id: str | None = None) -> tuple[int, Any]:
         body = {"session": session, "text": text}
         if message_id is not None:
@@ -251,6 +257,8 @@ async def running_gateway(template: Path, directory: Path, rasa: FakeRasa, **ove
         "breaker_failures": 3,
         "breaker_reset_s": 1.0,
         "rate_limit_per_minute": 1000,
+        "rate_limit_per_address_per_minute": 100_000,
+        "webchat_session_secret": "fake-rasa-tests-webchat-secret",
         **overrides,
     }
     client = TestClient(TestServer(create_app(Settings(**options)), host="127.0.0.1"))

@@ -114,6 +114,7 @@ class Stack:
             "CITYGW_ACTION_PORT": str(self.action_port),
             "CITYGW_FIXED_NOW": FIXED_NOW,
             "CITYGW_RATE_LIMIT_PER_MINUTE": "1000",
+            "CITYGW_RATE_LIMIT_PER_ADDRESS_PER_MINUTE": "100000",  # every test citizen comes from 127.0.0.1
             "CITYGW_QUEUE_PREFIX": self.prefix,
             # The local provider servers this stack starts, with the demo's credentials.
             "CITYGW_LOCAL_PROVIDERS": "false",

@@ -18,14 +18,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.inbound.turn import EMPTY, IN_PROGRESS, RATE_LIMITED, TOO_LONG
+from channels.webchat.handler import FRESH_SESSION, SESSION_REFUSED
+from channels.webchat.sessions import Standing
+from gateway.inbound.turn import EMPTY, IN_PROGRESS, RATE_LIMITED, RATE_LIMITED_ADDRESS, TOO_LONG
 from tests.fake_rasa import (
     BUTTON,
     Gateway,
     echo_text,
     is_chinese,
     new_id,
-    new_session,
     running_gateway,
 )
 
@@ -69,7 +70,7 @@ def assert_answered(gw: Gateway, session: str, message_id: str, text: str) -> No
     ids=["empty", "space", "mixed-whitespace", "ideographic-space", "crlf"],
 )
 async def test_rest_empty_or_whitespace_text_is_refused_in_chinese(gw: Gateway, text: str) -> None:
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body = await gw.say(session, text, message_id)
     assert status == 400
     assert body == {"error": EMPTY, "code": "empty"}
@@ -89,7 +90,7 @@ async def test_rest_empty_or_whitespace_text_is_refused_in_chinese(gw: Gateway, 
     ids=["1000-chars", "1001-chars", "10000-ascii", "10000-chinese"],
 )
 async def test_rest_text_length_limit(gw: Gateway, text: str, status: int) -> None:
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     got_status, body = await gw.say(session, text, message_id)
     assert got_status == status, body
     if status == 413:
@@ -103,7 +104,7 @@ async def test_rest_text_length_limit(gw: Gateway, text: str, status: int) -> No
 
 
 async def test_rest_body_over_64_kib_is_413_and_reaches_nobody(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     body = json.dumps({"session": session, "text": "x" * 70_000}).encode()
     status, _ = await gw.post(body)
     assert status == 413
@@ -116,7 +117,7 @@ async def test_rest_body_over_64_kib_is_413_and_reaches_nobody(gw: Gateway) -> N
 
 @pytest.mark.parametrize("text", ["😀😀😀", "👍", "🇨🇳🏙️", "𠀀𠀁"], ids=["emoji", "thumb", "flag-zwj", "cjk-ext-b"])
 async def test_rest_astral_plane_text_reaches_rasa_and_is_recorded(gw: Gateway, text: str) -> None:
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body = await gw.say(session, text, message_id)
     assert status == 200
     assert body == {"session": session, "replies": echoed(text), "duplicate": False}
@@ -185,12 +186,12 @@ async def test_rest_malformed_request_is_400_with_chinese_error(gw: Gateway, bod
     assert gw.rasa.requests == []
     assert gw.query("SELECT * FROM message") == []
     # and the gateway keeps serving
-    status, payload = await gw.say(new_session(), "你好")
+    status, payload = await gw.say(await gw.new_session(), "你好")
     assert status == 200 and payload["replies"] == echoed("你好")
 
 
-async def test_rest_unknown_well_formed_session_starts_a_conversation(gw: Gateway) -> None:
-    session, message_id = new_session(), new_id()
+async def test_rest_new_session_from_the_server_starts_a_conversation(gw: Gateway) -> None:
+    session, message_id = await gw.new_session(), new_id()
     assert gw.conversations_of(session) == []
     status, body = await gw.say(session, "我想缴水费", message_id)
     assert status == 200
@@ -207,7 +208,7 @@ async def test_rest_unknown_well_formed_session_starts_a_conversation(gw: Gatewa
 
 
 async def test_rest_same_message_id_ten_times_sequentially_runs_one_turn(gw: Gateway) -> None:
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     results = [await gw.say(session, "12路公交车到哪了", message_id) for _ in range(10)]
     assert [status for status, _ in results] == [200] * 10
     assert [body["duplicate"] for _, body in results] == [False] + [True] * 9
@@ -219,7 +220,7 @@ async def test_rest_same_message_id_ten_times_sequentially_runs_one_turn(gw: Gat
 
 async def test_rest_same_message_id_ten_times_concurrently_runs_one_turn(gw: Gateway) -> None:
     gw.rasa.delay_s = 0.2  # the first turn is still running while the copies arrive
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     results = await asyncio.gather(*(gw.say(session, "医院挂号", message_id) for _ in range(10)))
     assert [status for status, _ in results] == [200] * 10
     originals = [body for _, body in results if not body["duplicate"]]
@@ -238,7 +239,7 @@ async def test_rest_same_message_id_ten_times_concurrently_runs_one_turn(gw: Gat
 
 
 async def test_rest_same_id_in_two_sessions_is_two_messages(gw: Gateway) -> None:
-    a, b = new_session(), new_session()
+    a, b = await gw.new_session(), await gw.new_session()
     await gw.say(a, "甲", "same-id")
     status, body = await gw.say(b, "乙", "same-id")
     assert (status, body["duplicate"], body["replies"]) == (200, False, echoed("乙"))
@@ -254,7 +255,7 @@ async def wait_clear_of_minute_boundary() -> None:
 
 async def test_rest_rate_limit_refuses_the_sixth_message_in_chinese(start_gateway) -> None:
     gw = await start_gateway(rate_limit_per_minute=5)
-    session, other = new_session(), new_session()
+    session, other = await gw.new_session(), await gw.new_session()
     await wait_clear_of_minute_boundary()
     for i in range(5):
         status, body = await gw.say(session, f"第{i}条", f"m{i}")
@@ -268,6 +269,30 @@ async def test_rest_rate_limit_refuses_the_sixth_message_in_chinese(start_gatewa
     assert [m["status"] for m in gw.inbound_of_session(session)] == ["answered"] * 5
     # The limit is per session: another citizen is unaffected.
     status, _ = await gw.say(other, "我没发过消息")
+    assert status == 200
+
+
+async def test_rest_a_made_up_session_is_refused_and_reaches_nobody(gw: Gateway) -> None:
+    made_up = "k3Jd9_fQ2mZxk3Jd9_fQ2mZxk3Jd9_fQ2mZxk3Jd"  # the shape of a real one, not signed by this server
+    status, body = await gw.say(made_up, "你好", "m1")
+    assert status == 401
+    assert body == {"error": SESSION_REFUSED[Standing.UNKNOWN], "code": "session_unknown"}
+    assert is_chinese(body["error"])
+    assert gw.rasa.requests == [] and gw.conversations_of(made_up) == []
+
+
+async def test_many_new_sessions_from_one_address_hit_the_address_limit(start_gateway) -> None:
+    gw = await start_gateway(rate_limit_per_address_per_minute=5, forwarded_allow_ips="127.0.0.1")
+    for i in range(5):
+        status, _ = await gw.say(await gw.new_session(), f"第{i}条")
+        assert status == 200
+    status, body = await gw.say(await gw.new_session(), "换个会话再来")
+    assert status == 429
+    assert body == {"error": RATE_LIMITED_ADDRESS, "code": "rate_limited"}
+    assert len(gw.rasa.requests) == 5
+    # Another client behind the configured proxy (which names it in X-Forwarded-For) is counted apart.
+    other = {"session": await gw.new_session(), "text": "我是另一位市民"}
+    status, _ = await gw.post(other, headers={"X-Forwarded-For": "203.0.113.9"})
     assert status == 200
 
 
@@ -335,6 +360,23 @@ async def test_ws_without_session_gets_a_new_one_and_can_chat(gw: Gateway) -> No
         {"type": "done", "in_reply_to": "m1"},
     ]
     assert_answered(gw, hello["session"], "m1", "你好")
+
+
+async def test_ws_a_made_up_session_gets_a_fresh_one_and_is_told(gw: Gateway) -> None:
+    made_up = "k3Jd9_fQ2mZxk3Jd9_fQ2mZxk3Jd9_fQ2mZxk3Jd"
+    async with websocket(gw, made_up) as (ws, hello):
+        assert hello["session"] != made_up and valid_session(hello["session"])
+        assert hello["history"] == [] and hello["notice"] == FRESH_SESSION[Standing.UNKNOWN]
+        assert is_chinese(hello["notice"])
+        frames = await chat(ws, "在吗", "m1")
+    assert replies(frames) == [echo_text("在吗")]
+    assert gw.conversations_of(made_up) == [] and gw.conversations_of(hello["session"]) != []
+
+
+async def test_ws_a_session_the_server_issued_resumes_without_a_notice(gw: Gateway) -> None:
+    session = await gw.new_session()
+    async with websocket(gw, session) as (_ws, hello):
+        assert hello["session"] == session and "notice" not in hello
 
 
 @pytest.mark.parametrize(

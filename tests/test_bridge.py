@@ -22,7 +22,6 @@ from tests.fake_rasa import (
     Gateway,
     echo_text,
     new_id,
-    new_session,
     running_gateway,
 )
 
@@ -87,7 +86,7 @@ async def breaker_state(gw: Gateway) -> str:
 )
 async def test_rasa_http_error_gets_busy_reply_and_is_recorded(gw: Gateway, status: int, attempts: int) -> None:
     gw.rasa.fail_with(status)
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     got, body, _ = await timed_say(gw, session, "我要交电费", message_id)
     assert_busy(got, body)
     assert_recorded_as_failed(gw, session, message_id, "我要交电费", f"HTTP {status}")
@@ -97,7 +96,7 @@ async def test_rasa_http_error_gets_busy_reply_and_is_recorded(gw: Gateway, stat
 
 async def test_rasa_hanging_gets_busy_reply_in_time_and_is_not_retried(gw: Gateway) -> None:
     gw.rasa.hang()
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body, elapsed = await timed_say(gw, session, "12路公交车到哪了", message_id)
     assert_busy(status, body)
     assert elapsed < TIMEOUT_S + 1, elapsed
@@ -109,7 +108,7 @@ async def test_rasa_hanging_gets_busy_reply_in_time_and_is_not_retried(gw: Gatew
 
 async def test_rasa_503_twice_then_ok_gets_the_real_reply(gw: Gateway) -> None:
     gw.rasa.fail_next(503, 503)
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body = await gw.say(session, "社区医院几点开门", message_id)
     assert (status, body["replies"], body["duplicate"]) == (200, echoed("社区医院几点开门"), False)
     assert gw.rasa.texts() == ["社区医院几点开门"] * 3
@@ -120,7 +119,7 @@ async def test_rasa_503_twice_then_ok_gets_the_real_reply(gw: Gateway) -> None:
 
 async def test_rasa_503_on_every_retry_gives_up_after_bounded_attempts(gw: Gateway) -> None:
     gw.rasa.fail_next(503, 503, 503, 503)
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body, elapsed = await timed_say(gw, session, "查询水费", message_id)
     assert_busy(status, body)
     assert len(gw.rasa.requests) == 3  # 1 + rasa_retries
@@ -130,7 +129,7 @@ async def test_rasa_503_on_every_retry_gives_up_after_bounded_attempts(gw: Gatew
 
 async def test_rasa_refusing_connections_gets_busy_reply(gw: Gateway) -> None:
     await gw.rasa.stop()
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body, elapsed = await timed_say(gw, session, "电影票", message_id)
     assert_busy(status, body)
     assert elapsed < 3, elapsed
@@ -157,7 +156,7 @@ async def test_websocket_citizen_gets_busy_reply_when_rasa_fails(gw: Gateway) ->
 
 async def test_resending_a_failed_message_tries_the_bot_again(gw: Gateway) -> None:
     gw.rasa.fail_with(500)
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     await gw.say(session, "预约挂号", message_id)
     gw.rasa.answer_normally()
     status, body = await gw.say(session, "预约挂号", message_id)
@@ -183,7 +182,7 @@ async def test_rasa_malformed_200_answer_never_crashes_the_turn(
     gw: Gateway, payload: Any, acceptable: list[str]
 ) -> None:
     gw.rasa.answer_raw(payload)
-    session, message_id = new_session(), new_id()
+    session, message_id = await gw.new_session(), new_id()
     status, body = await gw.say(session, "你好", message_id)
     assert status == 200, body
     assert len(body["replies"]) == 1 and body["replies"][0]["text"] in acceptable
@@ -205,7 +204,7 @@ async def fail_three_turns(gw: Gateway, session: str) -> None:
 
 
 async def test_breaker_opens_after_three_failures_then_half_opens_and_closes(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     await fail_three_turns(gw, session)
     assert await breaker_state(gw) == "open"
 
@@ -232,7 +231,7 @@ async def test_breaker_opens_after_three_failures_then_half_opens_and_closes(gw:
 
 
 async def test_half_open_breaker_is_probed_by_the_next_turn_which_then_gets_its_answer(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     await fail_three_turns(gw, session)
     gw.rasa.answer_normally()
     await asyncio.sleep(RESET_S + 0.05)
@@ -242,7 +241,7 @@ async def test_half_open_breaker_is_probed_by_the_next_turn_which_then_gets_its_
 
 
 async def test_breaker_failed_probe_opens_it_again(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     await fail_three_turns(gw, session)
     await asyncio.sleep(RESET_S + 0.05)
     status, body = await gw.say(session, "试一次", "trial")  # Rasa still failing: the probe fails first
@@ -257,7 +256,7 @@ async def test_breaker_failed_probe_opens_it_again(gw: Gateway) -> None:
 
 
 async def test_breaker_opens_on_timeouts_and_refusals_too(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     gw.rasa.hang()
     await gw.say(session, "慢", "t1")
     await gw.rasa.stop()
@@ -273,7 +272,7 @@ async def test_breaker_opens_on_timeouts_and_refusals_too(gw: Gateway) -> None:
 
 
 async def test_breaker_counts_only_consecutive_failures(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     for i, outcome in enumerate(["fail", "fail", "ok", "fail", "fail", "ok"]):
         if outcome == "fail":
             gw.rasa.fail_with(500)
@@ -285,7 +284,7 @@ async def test_breaker_counts_only_consecutive_failures(gw: Gateway) -> None:
 
 
 async def test_breaker_recovers_after_a_malformed_answer_during_the_trial(gw: Gateway) -> None:
-    session = new_session()
+    session = await gw.new_session()
     await fail_three_turns(gw, session)
     await asyncio.sleep(RESET_S + 0.05)
     gw.rasa.answer_raw(None)
@@ -318,7 +317,7 @@ async def test_healthz_follows_rasa(gw: Gateway) -> None:
 
 async def test_healthz_answers_while_rasa_hangs_on_turns(gw: Gateway) -> None:
     gw.rasa.hang()  # turns hang, /status still answers
-    turn = asyncio.ensure_future(gw.say(new_session(), "慢", "slow"))
+    turn = asyncio.ensure_future(gw.say(await gw.new_session(), "慢", "slow"))
     status, health = await gw.health()
     assert status == 200 and health["checks"]["rasa"] == "ok"
     assert_busy(*await turn)
@@ -328,7 +327,7 @@ async def test_one_citizens_burst_does_not_make_the_assistant_busy_for_everybody
     # Rasa runs one conversation's turns one at a time (its lock store): a burst from one session used
     # to pile up there, pass the timeout three times and open the breaker for every citizen.
     gw.rasa.delay_s = TIMEOUT_S * 0.4
-    flooder = new_session()
+    flooder = await gw.new_session()
     burst = await asyncio.gather(*(gw.say(flooder, f"第{i}条", f"b{i}") for i in range(30)))
     answered = [body for status, body in burst if status == 200]
     told_to_wait = [body for status, body in burst if status == 429]
@@ -336,7 +335,7 @@ async def test_one_citizens_burst_does_not_make_the_assistant_busy_for_everybody
     assert 1 <= len(answered) <= 3 and all(b["replies"] for b in answered)
     assert all(b["code"] == "busy" and "还在处理中" in b["error"] for b in told_to_wait)
     assert await breaker_state(gw) == "closed"
-    status, body = await gw.say(new_session(), "我是路人", "bystander")
+    status, body = await gw.say(await gw.new_session(), "我是路人", "bystander")
     assert (status, body["replies"]) == (200, echoed("我是路人"))
 
 

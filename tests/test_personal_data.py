@@ -5,12 +5,13 @@ record exists; the owner texting from their phone sees it; every read and refusa
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from rasa_sdk import Tracker
 from sqlmodel import select
 
 from bot.actions.context import context_for
-from gateway.db.models import AuditLog
+from gateway.db.models import AuditLog, ChannelIdentity, utcnow
 from intents.city.tables import default_tables
 from tests.conftest import Chat
 from tests.test_sms_wechat import Phone
@@ -77,6 +78,26 @@ async def test_a_web_chat_verifies_its_phone_by_sms_code_then_sees_its_record_un
     assert "已退出登录" in chat.text
     await chat.say(f"查养老保险账户 {PENSION.key}")
     assert "只向本人提供" in chat.text and "68452.37" not in chat.text
+
+
+async def test_a_web_chat_phone_proof_older_than_a_week_asks_to_verify_again(http, stack):
+    record = TABLES["social_pension_accounts"].records[1]  # another owner: one code per phone a minute
+    chat = Chat(http, stack)
+    owner = Phone(http, stack, number=record.owner)
+    before = len(await owner.inbox())
+    await chat.say(f"绑定{record.owner.removeprefix('+86')}")
+    code = re.search(r"验证码是(\d{6})", (await owner.wait_for(before + 1))[-1]["body"]).group(1)
+    await chat.say(code)
+    assert "绑定成功" in chat.text
+    await chat.say(f"查养老保险账户 {record.key}")
+    assert "45218.90" in chat.text
+    with stack.db() as db:  # eight days pass
+        identity = db.exec(select(ChannelIdentity).where(ChannelIdentity.address == chat.session)).one()
+        identity.phone_proved_at = utcnow() - timedelta(days=8)
+        db.add(identity)
+        db.commit()
+    await chat.say(f"查养老保险账户 {record.key}")
+    assert "只向本人提供" in chat.text and "绑定" in chat.text and "45218.90" not in chat.text
 
 
 def _tracker(metadata: dict | None) -> Tracker:

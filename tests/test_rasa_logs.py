@@ -14,7 +14,8 @@ import uuid
 
 import pytest
 
-from channels.webchat.handler import _inbound, new_session
+from channels.webchat.handler import _inbound
+from channels.webchat.sessions import SessionIds
 from common.logfilter import MaskingFilter, install, mask_text
 from gateway.config import Settings
 from gateway.inbound.bridge import RasaBridge
@@ -23,6 +24,15 @@ from tests.broken_actions import PHONE
 from tests.stack import free_port
 
 OPENID = "oKrmY5xJ0v1XbQ2d3Wc4Ea5Rf6Tg"
+
+
+async def _never_used(_session: str) -> None:
+    return None
+
+
+def new_session() -> str:
+    """A web chat session id as the server mints them."""
+    return SessionIds(b"rasa-logs-test-secret-0123456", _never_used).mint()
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Web chat: the page, a WebSocket per browser tab, and a REST endpoint for integrations.
 
-A session id names a citizen's web chat; it is random, issued by the server, kept by the browser in
-localStorage, and is the only credential: whoever holds it can continue that conversation."""
+A session id names a citizen's web chat; only the server mints one (sessions.py: random, signed with the
+server's secret), the browser keeps it in localStorage, and it is the only credential: whoever holds it
+can continue that conversation. Made-up or long-idle ids are refused (REST: 401; the page: a fresh
+session, and the citizen is told)."""
 
 from __future__ import annotations
 
@@ -10,16 +12,17 @@ import contextlib
 import json
 import logging
 import re
-import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
 from aiohttp import WSMsgType, web
 
 from channels.base import InboundMessage, MessageHandler, Reply, TurnResult
+from channels.webchat.sessions import SessionIds, Standing
 from channels.webchat.wire import CHANNEL
+from common.addresses import Network, client_address, subscriber
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,15 @@ BAD_REQUEST = {
     "id": "id必须是1到64位的字母、数字或 _.:- 字符。",
 }
 REFUSAL_STATUS = {"empty": 400, "too_long": 413, "rate_limited": 429, "busy": 429}
+SESSION_REFUSED = {
+    Standing.UNKNOWN: "该会话不是本服务签发的，请先通过 POST /api/webchat/sessions 获取新会话。",
+    Standing.EXPIRED: "该会话已超过30天未使用，已失效。请通过 POST /api/webchat/sessions 获取新会话。",
+}
+# Told on the page when the session it kept was refused and a fresh one started in its place.
+FRESH_SESSION = {
+    Standing.UNKNOWN: "未能识别您之前的会话，已为您开始新的对话。",
+    Standing.EXPIRED: "您之前的会话已超过30天未使用，已为您开始新的对话。",
+}
 
 History = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -57,15 +69,12 @@ PAGE_SECURITY = {
 }
 
 
-def new_session() -> str:
-    return secrets.token_urlsafe(18)
-
-
 class WebChatChannel:
     name = CHANNEL
 
-    def __init__(self, pubsub: PubSub, history: History) -> None:
-        self.pubsub, self.history = pubsub, history
+    def __init__(self, pubsub: PubSub, history: History, sessions: SessionIds, proxies: Sequence[Network] = ()) -> None:
+        self.pubsub, self.history, self.sessions = pubsub, history, sessions
+        self.proxies = tuple(proxies)  # reverse proxies whose X-Forwarded-For names the client
 
     def routes(self, handler: MessageHandler) -> list[web.RouteDef]:
         self.handler = handler
@@ -75,6 +84,7 @@ class WebChatChannel:
             web.static("/static/webchat", STATIC),
             web.get("/ws/webchat", self.websocket),
             web.post("/api/webchat/messages", self.rest_message),
+            web.post("/api/webchat/sessions", self.rest_session),
         ]
 
     async def deliver(self, address: str, replies: list[Reply], in_reply_to: str | None) -> None:
@@ -89,7 +99,15 @@ class WebChatChannel:
         headers = {"Cache-Control": "no-cache", "Content-Type": "text/javascript; charset=utf-8"}
         return web.FileResponse(STATIC / "sw.js", headers=headers)
 
+    def _client(self, request: web.Request) -> dict[str, str]:
+        """The turn's metadata naming the client's network (pseudonymous), for the per-address limit."""
+        return {"client_address": self.sessions.client_key(subscriber(client_address(request, self.proxies)))}
+
     # --- REST -------------------------------------------------------------------------------
+
+    async def rest_session(self, _request: web.Request) -> web.Response:
+        """A new session for an integration (the page gets its own over the WebSocket)."""
+        return web.json_response({"session": self.sessions.mint()}, status=201)
 
     async def rest_message(self, request: web.Request) -> web.Response:
         try:
@@ -105,7 +123,10 @@ class WebChatChannel:
             return _error(400, "text", BAD_REQUEST["text"])
         if not isinstance(message_id, str) or not MESSAGE_ID_RE.match(message_id):
             return _error(400, "id", BAD_REQUEST["id"])
-        result = await self.handler.handle(_inbound(session, message_id, text))
+        standing = await self.sessions.standing(session)
+        if standing is not Standing.VALID:
+            return _error(401, f"session_{standing.value}", SESSION_REFUSED[standing])
+        result = await self.handler.handle(_inbound(session, message_id, text, self._client(request)))
         if result.refusal:
             return _error(REFUSAL_STATUS.get(result.refusal_code or "", 400), result.refusal_code, result.refusal)
         return web.json_response(
@@ -119,26 +140,32 @@ class WebChatChannel:
         ws = web.WebSocketResponse(heartbeat=25, max_msg_size=16 * 1024)
         await ws.prepare(request)
         session = request.query.get("session", "")
-        if not SESSION_RE.match(session):
-            session = new_session()  # unknown or malformed: start a fresh conversation
+        standing = await self.sessions.standing(session) if SESSION_RE.match(session) else None
+        hello: dict[str, Any] = {"type": "session"}
+        if standing is not Standing.VALID:
+            if standing is not None:  # a well-formed id we did not issue, or one idle too long: say so
+                hello["notice"] = FRESH_SESSION[standing]
+            session = self.sessions.mint()  # none, malformed, refused: start a fresh conversation
+        client = self._client(request)
         socket_id = uuid.uuid4().hex
         # Subscribe before reading the history, so nothing another tab sends falls in between.
         async with self.pubsub.subscribe(topic(session)) as subscription:
-            await ws.send_json(
-                {"type": "session", "session": session, "history": await self.history(session)}, dumps=_dumps
-            )
+            hello.update(session=session, history=await self.history(session))
+            await ws.send_json(hello, dumps=_dumps)
             forward = asyncio.create_task(_forward(subscription, ws, socket_id))
             try:
                 async for frame in ws:
                     if frame.type == WSMsgType.TEXT:
-                        await self._on_frame(ws, session, socket_id, frame.data)
+                        await self._on_frame(ws, session, socket_id, frame.data, client)
                     elif frame.type == WSMsgType.BINARY:
                         await _send(ws, {"type": "error", "error": BAD_FRAME, "in_reply_to": None})
             finally:
                 forward.cancel()
         return ws
 
-    async def _on_frame(self, ws: web.WebSocketResponse, session: str, socket_id: str, data: str) -> None:
+    async def _on_frame(
+        self, ws: web.WebSocketResponse, session: str, socket_id: str, data: str, client: dict[str, str]
+    ) -> None:
         try:
             frame = _loads(data)
         except ValueError:
@@ -156,7 +183,7 @@ class WebChatChannel:
         message_id = frame["id"]
         display = frame.get("display") if isinstance(frame.get("display"), str) else None
         await _send(ws, {"type": "typing"})
-        result = await self.handler.handle(_inbound(session, message_id, frame["text"]))
+        result = await self.handler.handle(_inbound(session, message_id, frame["text"], client))
         if result.refusal:
             await _send(ws, {"type": "error", "error": result.refusal, "in_reply_to": message_id})
         elif not result.duplicate:
@@ -176,9 +203,11 @@ def topic(session: str) -> str:
     return f"{CHANNEL}:{session}"
 
 
-def _inbound(session: str, message_id: str, text: str) -> InboundMessage:
+def _inbound(session: str, message_id: str, text: str, client: dict[str, str] | None = None) -> InboundMessage:
     # Scoped by session: one browser must not fetch another session's replies by guessing an id.
-    return InboundMessage(channel=CHANNEL, sender=session, external_id=f"{session}:{message_id}", text=text)
+    return InboundMessage(
+        channel=CHANNEL, sender=session, external_id=f"{session}:{message_id}", text=text, metadata=client or {}
+    )
 
 
 async def _forward(subscription: Any, ws: web.WebSocketResponse, socket_id: str) -> None:
@@ -223,4 +252,4 @@ def _error(status: int, code: str | None, message: str) -> web.Response:
     return web.json_response({"error": message, "code": code}, status=status, dumps=_dumps)
 
 
-__all__ = ["CHANNEL", "TurnResult", "WebChatChannel", "new_session"]
+__all__ = ["CHANNEL", "SessionIds", "TurnResult", "WebChatChannel"]

@@ -13,3 +13,5 @@ class WebChatWire(PlainWire):
     label = "网页聊天"
     answers_in_request = True
     binds_phone = True
+    # A browser is easily shared or left signed in: personal records ask for a fresh code after a week.
+    phone_proof_days = 7

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -110,8 +111,20 @@ async def verified_phone(db: AsyncSession, wire: Wire, address: str, citizen_id:
     """The phone the citizen on this channel address has proved they hold, for personal records (the
     action server reads it from the turn's metadata). Proof is an SMS from the phone (the carrier vouches
     for the sender) or an SMS code answered (WeChat and web chat binding, guardians), which is the only
-    way a citizen's phone is recorded; a web chat session that bound none has none."""
+    way a citizen's phone is recorded; a web chat session that bound none has none. On a channel whose
+    proofs lapse (web chat: wire.phone_proof_days), one older than that counts as none: asked again."""
     if wire.address_is_phone:  # the number the carrier delivered from: nothing to read
         return address
     citizen = await db.get(Citizen, citizen_id)
-    return citizen.phone if citizen else None
+    if citizen is None or citizen.phone is None:
+        return None
+    if wire.phone_proof_days is not None:
+        query = select(ChannelIdentity.phone_proved_at).where(
+            ChannelIdentity.channel == wire.name, ChannelIdentity.address == address
+        )
+        proved = (await db.exec(query)).first()
+        if proved is None or utcnow() - proved.replace(tzinfo=proved.tzinfo or UTC) > timedelta(
+            days=wire.phone_proof_days
+        ):
+            return None
+    return citizen.phone

@@ -66,6 +66,8 @@ class ChannelIdentity(SQLModel, table=True):
     citizen_id: int = Field(foreign_key="citizen.id")
     created_at: datetime = Field(default_factory=utcnow)
     last_seen_at: datetime = Field(default_factory=utcnow)
+    # When this address proved the citizen's phone (an SMS code); a channel may let the proof lapse.
+    phone_proved_at: datetime | None = None
 
 
 class WebPushSubscription(SQLModel, table=True):

@@ -21,7 +21,7 @@ from channels.base import InboundMessage, Outgoing, Reply
 from channels.sms.wire import SmsWire
 from gateway.config import Settings
 from gateway.db.conversations import citizen_for_phone
-from gateway.db.models import ChannelIdentity, Citizen, Conversation
+from gateway.db.models import ChannelIdentity, Citizen, Conversation, utcnow
 from gateway.inbound.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 from gateway.logs import mask
 from gateway.outbound.refs import NoticeRef
@@ -85,7 +85,7 @@ class Binding:
 
     async def _link(self, channel: str, address: str, phone: str) -> None:
         async with self.sessions() as db:
-            await self._move(db, channel, address, await citizen_for_phone(db, phone, self.phone.name))
+            await self._move(db, channel, address, await citizen_for_phone(db, phone, self.phone.name), proved=True)
 
     async def _unlink(self, channel: str, address: str) -> str:
         async with self.sessions() as db:
@@ -104,9 +104,13 @@ class Binding:
         query = select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
         return (await db.exec(query)).first()
 
-    async def _move(self, db: AsyncSession, channel: str, address: str, citizen_id: int) -> None:
-        """The channel identity (and its conversations) now belong to this citizen."""
+    async def _move(self, db: AsyncSession, channel: str, address: str, citizen_id: int, proved: bool = False) -> None:
+        """The channel identity (and its conversations) now belong to this citizen; `proved`: by the code
+        just answered (a channel whose proofs lapse counts from now)."""
         identity = await self._identity(db, channel, address)
+        if identity is not None:
+            identity.phone_proved_at = utcnow() if proved else None
+            db.add(identity)
         if identity is not None and identity.citizen_id != citizen_id:
             identity.citizen_id = citizen_id
             db.add(identity)

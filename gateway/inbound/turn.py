@@ -29,6 +29,7 @@ BUSY = "系统繁忙，请稍后再试。您的消息已记录，我们会尽快
 EMPTY = "请输入您要咨询的内容，例如“12路公交车到哪了”。"
 TOO_LONG = "您的消息太长了，请控制在{limit}字以内，分几条发送。"
 RATE_LIMITED = "您发送得太频繁了，请稍等一分钟再试。"
+RATE_LIMITED_ADDRESS = "您所在网络发送的消息太频繁了，请稍等一分钟再试。"
 IN_PROGRESS = "这条消息正在处理中，请稍候。"
 SESSION_CACHE_S = 3600
 
@@ -54,6 +55,12 @@ class Turns:
             return TurnResult([], refusal=TOO_LONG.format(limit=self.settings.max_text_chars), refusal_code="too_long")
         if await self.state.hit(f"rate:{message.channel}:{message.sender}", 60) > self.settings.rate_limit_per_minute:
             return TurnResult([], refusal=RATE_LIMITED, refusal_code="rate_limited")
+        if client := message.metadata.get("client_address"):  # new sessions must not lift the limit
+            key = f"rate-address:{message.channel}:{client}"
+            hit = await self.state.hit_sliding(key, 60)
+            if hit.count > self.settings.rate_limit_per_address_per_minute:
+                await self.state.forget(key, hit.id)  # a refused message never ran: the window frees up
+                return TurnResult([], refusal=RATE_LIMITED_ADDRESS, refusal_code="rate_limited")
         return None
 
     async def take(self, message: InboundMessage, wire: Wire, local: list[Reply] | None) -> TurnResult:

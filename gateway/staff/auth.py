@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import math
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import timedelta
 
 from aiohttp import web
@@ -21,7 +20,8 @@ from sqlalchemy import delete
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway.config import Network
+from common.addresses import client_address as client_address  # re-exported: the staff API reads it here
+from common.addresses import subscriber
 from gateway.db.models import StaffSession, StaffUser, utcnow
 from gateway.staff.accounts import ROLE_NAMES
 from gateway.staff.errors import ApiError, forbidden, unauthenticated
@@ -115,42 +115,8 @@ def check_school(staff: StaffUser, school_id: str | None) -> None:
         raise forbidden("学校教职工只能查看和操作本校的通知。")
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:1.2.3.4 is the IPv4 client 1.2.3.4
-    return mapped or address
-
-
-def client_address(request: web.Request, proxies: Sequence[Network]) -> str | None:
-    """The address of whoever sent the request. X-Forwarded-For is believed only from a configured
-    reverse proxy (CITYGW_FORWARDED_ALLOW_IPS), and only its rightmost entries: each proxy appends the
-    address it saw, and anything to the left of the last trusted proxy the client could have written."""
-    peer = request.remote
-    if not proxies or peer is None:
-        return peer
-    hop = _address(peer)
-    if hop is None or not any(hop in net for net in proxies):
-        return peer
-    entries = [e for header in request.headers.getall("X-Forwarded-For", []) for e in header.split(",")]
-    for entry in reversed(entries):
-        address = _address(entry)
-        if address is None:  # a proxy wrote something unreadable: trust nothing further left
-            return str(hop)
-        hop = address
-        if not any(hop in net for net in proxies):
-            return str(hop)
-    return str(hop)  # every hop is a proxy of ours: the leftmost is as far as we can see
-
-
 def _address_key(ip: str | None) -> str:
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv6Network | None = _address(ip) if ip else None
-    if isinstance(address, ipaddress.IPv6Address):
-        # One IPv6 subscriber gets a whole /64: counting single addresses would not slow them at all.
-        address = ipaddress.IPv6Network((address, 64), strict=False)
-    return f"staff-login-address:{address or ip or '-'}"
+    return f"staff-login-address:{subscriber(ip)}"
 
 
 async def throttle_address(state: StateStore, ip: str | None) -> WindowHit:

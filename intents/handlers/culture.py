@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlmodel import select
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from intents import lookup
+from intents import limits, lookup
 from intents.capacity import capacity_row, take
 from intents.handlers.refs import insert_with_ref, yuan
+from intents.limits import LimitReached
 from intents.runtime import Answer, Context, button
 from intents.services import Service
 from intents.store.models import Booking, Screening
@@ -84,10 +86,42 @@ def _seat_names(first: int, count: int, per_row: int) -> list[str]:
     return [f"{i // per_row + 1}排{i % per_row + 1}座" for i in range(first, first + count)]
 
 
+PER_ORDER = "每笔订单最多购买{limit}张票，您选了{count}张。请重新购票，张数不超过{limit}张。"
+PER_SCREENING = (
+    "每位市民同一场次最多购买{limit}张票，您已购买{held}张，还可以再买{left}张。"
+    "如需更多座位，请让同行的人用自己的账号购票。"
+)
+PER_SCREENING_FULL = "每位市民同一场次最多购买{limit}张票，您已经买满{limit}张了，请选择其他场次。"
+
+
+async def _sell(db: AsyncSession, ctx: Context, screening: Screening, count: int) -> int | None:
+    """Seats of one screening (the new sold count, or None when too few are left). Raises LimitReached
+    when this citizen's tickets for it would pass the limit (counted under their lock)."""
+    await limits.hold(db, ctx)
+    mine = select(func.coalesce(func.sum(Booking.quantity), 0)).where(
+        limits.mine(ctx, Booking), Booking.status == "confirmed", col(Booking.screening_id) == screening.id
+    )
+    held = (await db.exec(mine)).one()
+    if held + count > limits.TICKETS_PER_SCREENING:
+        left = limits.TICKETS_PER_SCREENING - held
+        words = PER_SCREENING if left > 0 else PER_SCREENING_FULL
+        raise LimitReached(words.format(limit=limits.TICKETS_PER_SCREENING, held=held, left=left))
+    return await take(db, Screening.sold, screening.id, count)
+
+
 async def book_tickets(service: Service, ctx: Context) -> Answer:
     showing, count = _showing(ctx), int(ctx.slot("ticket_count"))
     if showing is None:
         return Answer(_no_showing(ctx))
+    if count > limits.TICKETS_PER_ORDER:
+        return Answer(PER_ORDER.format(limit=limits.TICKETS_PER_ORDER, count=count), refused=True)
+    try:
+        return await _book(service, ctx, showing, count)
+    except LimitReached as refused:
+        return refused.answer
+
+
+async def _book(service: Service, ctx: Context, showing, count: int) -> Answer:
     hall = ctx.pack.hall(showing.hall)
     screening = await _screening(ctx, showing, hall.rows * hall.seats_per_row)
     total = round(showing.price_yuan * 100) * count
@@ -99,6 +133,7 @@ async def book_tickets(service: Service, ctx: Context) -> Answer:
             ref=ref,
             service_id=service.id,
             citizen_id=ctx.citizen_id,
+            holder=limits.holder(ctx),
             conversation_id=ctx.conversation_id,
             screening_id=screening.id,
             quantity=count,
@@ -112,7 +147,7 @@ async def book_tickets(service: Service, ctx: Context) -> Answer:
                 "seats": _seat_names(sold - count, count, hall.seats_per_row),
             },
         ),
-        take=lambda db: take(db, Screening.sold, screening.id, count),
+        take=lambda db: _sell(db, ctx, screening, count),
     )
     if booking is None:
         return Answer(f"抱歉，该场次剩余座位不足{count}张，请选择其他场次。")

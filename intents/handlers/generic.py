@@ -8,11 +8,14 @@ from datetime import date, datetime
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.clock import utcnow
+from intents import limits
 from intents.capacity import capacity_row, give_back, take
 from intents.city.tables import Record
 from intents.handlers.refs import insert_with_ref
+from intents.limits import LimitReached
 from intents.ports import PORTS, AuditTrail
 from intents.runtime import Answer, Context, button
 from intents.services import Service, catalogue
@@ -125,25 +128,66 @@ async def _resource_slot(ctx: Context, service: Service, record: Record) -> Reso
     )
 
 
+BOOKINGS_A_DAY = (
+    "您{day}已有{count}个“{service}”预约（{refs}），每人每天最多预约{limit}个。"
+    "如需换个时间或地点，请先回复“取消预约”取消其中一个。"
+)
+
+
+async def _take_resource(db: AsyncSession, ctx: Context, service: Service, slot: ResourceSlot) -> int | None:
+    """One place of the slot (its number, or None when full). Raises LimitReached when the citizen
+    already holds the day's share of this service (counted under their lock)."""
+    await limits.hold(db, ctx)
+    same_day = (
+        select(Booking)
+        .join(ResourceSlot, col(ResourceSlot.id) == col(Booking.resource_slot_id))
+        .where(
+            limits.mine(ctx, Booking),
+            Booking.status == "confirmed",
+            Booking.service_id == service.id,
+            ResourceSlot.day == slot.day,
+        )
+    )
+    held = (await db.exec(same_day.order_by(col(Booking.id)))).all()
+    if len(held) >= limits.BOOKINGS_PER_SERVICE_DAY:
+        day = f"{slot.day.month}月{slot.day.day}日"
+        refs = "、".join(b.ref for b in held)
+        raise LimitReached(
+            BOOKINGS_A_DAY.format(
+                day=day, count=len(held), service=service.name, refs=refs, limit=limits.BOOKINGS_PER_SERVICE_DAY
+            )
+        )
+    return await take(db, ResourceSlot.booked, slot.id)
+
+
 async def booking(service: Service, ctx: Context) -> Answer:
     record = _record(ctx)
     if record is None:
         raise LookupError(ctx.slot("item"))
     slot = await _resource_slot(ctx, service, record)
-    entry = await insert_with_ref(
-        ctx.sessions,
-        service.params.get("prefix", "YY"),
-        ctx.now,
-        lambda ref, number: Booking(
-            ref=ref,
-            service_id=service.id,
-            citizen_id=ctx.citizen_id,
-            conversation_id=ctx.conversation_id,
-            resource_slot_id=slot.id,
-            details={"place": record.name, "date": ctx.slot("date"), "period": ctx.slot("period"), "number": number},
-        ),
-        take=lambda db: take(db, ResourceSlot.booked, slot.id),
-    )
+    try:
+        entry = await insert_with_ref(
+            ctx.sessions,
+            service.params.get("prefix", "YY"),
+            ctx.now,
+            lambda ref, number: Booking(
+                ref=ref,
+                service_id=service.id,
+                citizen_id=ctx.citizen_id,
+                holder=limits.holder(ctx),
+                conversation_id=ctx.conversation_id,
+                resource_slot_id=slot.id,
+                details={
+                    "place": record.name,
+                    "date": ctx.slot("date"),
+                    "period": ctx.slot("period"),
+                    "number": number,
+                },
+            ),
+            take=lambda db: _take_resource(db, ctx, service, slot),
+        )
+    except LimitReached as refused:
+        return refused.answer
     if entry is None:
         return Answer(f"抱歉，{record.name}{_when(ctx)}已约满，请选择其他日期或时段。")
     lines = [
@@ -184,11 +228,12 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
 # --- applications -------------------------------------------------------------------------------
 
 STATUSES = [(1, "已提交"), (24, "已受理"), (72, "办理中")]  # hours since submission → status
+CLOSED = "已办结"
 
 
 def _status(submitted: datetime, now: datetime) -> str:
     hours = (now - submitted).total_seconds() / 3600
-    return next((name for limit, name in STATUSES if hours < limit), "已办结")
+    return next((name for limit, name in STATUSES if hours < limit), CLOSED)
 
 
 async def application_summary(service: Service, ctx: Context) -> str:
@@ -196,21 +241,53 @@ async def application_summary(service: Service, ctx: Context) -> str:
     return f"请确认提交：{service.name}\n内容：{words}"
 
 
+OPEN_APPLICATIONS = (
+    "您已有{count}件“{service}”正在办理（{refs}），每人同一事项最多同时办理{limit}件。"
+    "请等其中一件办结后再提交；查询进度请发送“查询进度+受理编号”。"
+)
+
+
+async def _room_for_application(db: AsyncSession, ctx: Context, service: Service) -> int:
+    """Raises LimitReached when the citizen has the most open applications of this service already
+    (counted under their lock); open as the status the citizen is shown says."""
+    await limits.hold(db, ctx)
+    theirs = select(Application).where(limits.mine(ctx, Application), Application.service_id == service.id)
+    open_ = [
+        a
+        for a in (await db.exec(theirs.order_by(col(Application.id)))).all()
+        if _status(datetime.fromisoformat(a.details["submitted_at"]), ctx.now) != CLOSED
+    ]
+    if len(open_) >= limits.OPEN_APPLICATIONS_PER_SERVICE:
+        refs = "、".join(a.ref for a in open_)
+        raise LimitReached(
+            OPEN_APPLICATIONS.format(
+                count=len(open_), service=service.name, refs=refs, limit=limits.OPEN_APPLICATIONS_PER_SERVICE
+            )
+        )
+    return len(open_)
+
+
 async def application(service: Service, ctx: Context) -> Answer:
     words = ctx.slot("request_text") or ctx.text
-    entry = await insert_with_ref(
-        ctx.sessions,
-        service.params.get("prefix", "SQ"),
-        ctx.now,
-        lambda ref, _taken: Application(
-            ref=ref,
-            service_id=service.id,
-            citizen_id=ctx.citizen_id,
-            conversation_id=ctx.conversation_id,
-            text=words,
-            details={"submitted_at": ctx.now.isoformat(), **{s: ctx.slot(s) for s in service.slots}},
-        ),
-    )
+    try:
+        entry = await insert_with_ref(
+            ctx.sessions,
+            service.params.get("prefix", "SQ"),
+            ctx.now,
+            lambda ref, _taken: Application(
+                ref=ref,
+                service_id=service.id,
+                citizen_id=ctx.citizen_id,
+                holder=limits.holder(ctx),
+                conversation_id=ctx.conversation_id,
+                text=words,
+                details={"submitted_at": ctx.now.isoformat(), **{s: ctx.slot(s) for s in service.slots}},
+            ),
+            take=lambda db: _room_for_application(db, ctx, service),
+        )
+    except LimitReached as refused:
+        return refused.answer
+    assert entry is not None  # the application's take never reports "full"
     lines = [f"已受理！受理编号 {entry.ref}", f"事项：{service.name}"]
     materials = next((r for r in ctx.table.records if r.id == "materials"), None) if "table" in service.params else None
     if materials is not None:

@@ -95,6 +95,7 @@ class Booking(SQLModel, table=True):
     ref: str = Field(unique=True, max_length=20)
     service_id: str = Field(max_length=64, index=True)
     citizen_id: int | None = Field(default=None, index=True)
+    holder: str | None = Field(default=None, max_length=48, index=True)  # whose share it counts in (intents/limits.py)
     conversation_id: str | None = Field(default=None, max_length=40)
     status: str = Field(default="confirmed", max_length=16)  # confirmed | cancelled
     slot_id: int | None = Field(default=None, foreign_key="appointmentslot.id")
@@ -175,10 +176,19 @@ class Application(SQLModel, table=True):
     ref: str = Field(unique=True, max_length=20)
     service_id: str = Field(max_length=64, index=True)
     citizen_id: int | None = Field(default=None, index=True)
+    holder: str | None = Field(default=None, max_length=48, index=True)  # whose share it counts in (intents/limits.py)
     conversation_id: str | None = Field(default=None, max_length=40)
     text: str = ""
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class HolderLock(SQLModel, table=True):
+    """One row per citizen (intents/limits.py `holder`), locked while one of their bookings counts their
+    share, so that two of their requests at once are counted one after the other."""
+
+    holder: str = Field(primary_key=True, max_length=48)
+    uses: int = 0
 
 
 class Subscription(SQLModel, table=True):

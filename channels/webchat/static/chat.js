@@ -255,6 +255,8 @@
     const inFlight = [...pending.values()].some((m) => m.sent);
     if (shownSession !== f.session || !inFlight) renderHistory(f.history);
     shownSession = f.session;
+    // The session this browser kept was refused (not ours, or idle too long): say why the history is gone.
+    if (f.notice) addNotice(f.notice);
   }
 
   // ---- sending -------------------------------------------------------------

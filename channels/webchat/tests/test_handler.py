@@ -2,15 +2,29 @@
 the browser or integration gets back. (The WebSocket and the page are tested in tests/.)"""
 
 import json
+import time
+from datetime import timedelta
 
 import pytest
 
 from channels.harness import IncomingCase, run_incoming
 from channels.webchat.handler import WebChatChannel
+from channels.webchat.sessions import SessionIds
 from gateway.state import MemoryState
 
 PATH = "/api/webchat/messages"
-SESSION = "k3Jd9_fQ2mZx"
+
+
+async def never_used(_session: str) -> None:
+    return None
+
+
+SECRET = b"webchat-test-secret-0123456789"
+IDS = SessionIds(SECRET, never_used)  # the server's: it mints the sessions below
+SESSION = IDS.mint()
+MADE_UP = "k3Jd9_fQ2mZx"  # well-formed, but no server issued it
+OTHER_SERVER = SessionIds(b"another-deployments-secret-0123", never_used).mint()
+LONG_IDLE = SessionIds(SECRET, never_used, clock=lambda: time.time() - timedelta(days=31).total_seconds()).mint()
 
 
 def body(**fields) -> str:
@@ -41,6 +55,33 @@ CASES = [
     IncomingCase("id with spaces", PATH, body(id="a b"), content_type=JSON, status=400, response_contains="id"),
     IncomingCase("deeply nested JSON", PATH, "[" * 100000 + "]" * 100000, content_type=JSON, status=413),
     IncomingCase("GET is not allowed", PATH, "", method="GET", status=405),
+    IncomingCase(
+        "a made-up session",
+        PATH,
+        body(session=MADE_UP),
+        content_type=JSON,
+        status=401,
+        response_contains="session_unknown",
+    ),
+    IncomingCase(
+        "another server's session",
+        PATH,
+        body(session=OTHER_SERVER),
+        content_type=JSON,
+        status=401,
+        response_contains="不是本服务签发的",
+    ),
+    IncomingCase(
+        "a session unused for 31 days",
+        PATH,
+        body(session=LONG_IDLE),
+        content_type=JSON,
+        status=401,
+        response_contains="session_expired",
+    ),
+    IncomingCase(
+        "a new session for an integration", "/api/webchat/sessions", "", status=201, response_contains="session"
+    ),
 ]
 
 
@@ -50,7 +91,7 @@ async def test_webchat_rest(case, caplog):
         async def no_history(_session: str) -> list:
             return []
 
-        return WebChatChannel(MemoryState(), no_history).routes(intake)
+        return WebChatChannel(MemoryState(), no_history, IDS).routes(intake)
 
     await run_incoming(case, routes, caplog, [SESSION])
 
@@ -63,7 +104,7 @@ async def test_the_page_runs_only_its_own_code_and_cannot_be_framed():
         return []
 
     app = web.Application()
-    app.router.add_routes(WebChatChannel(MemoryState(), history).routes(handler=None))  # type: ignore[arg-type]
+    app.router.add_routes(WebChatChannel(MemoryState(), history, IDS).routes(handler=None))  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:
         response = await client.get("/")
         assert response.status == 200
