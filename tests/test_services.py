@@ -119,7 +119,7 @@ async def test_leaving_a_form_books_nothing(chat: Chat, stack):
     await chat.say("算了")
     assert "已退出" in chat.text
     await chat.say("你能做什么")
-    assert "公交" in chat.text and chat.buttons
+    assert "项城市服务" in chat.text and "公交出行" in [b["title"] for b in chat.buttons]
     with stack.db() as db:
         assert db.exec(select(Booking).where(Booking.conversation_id == _conversation(stack, chat))).all() == []
 
@@ -224,8 +224,9 @@ async def test_bank_queue_ticket_numbers_follow_each_other(http, stack):
 
 async def test_help_lists_the_families_with_buttons(chat: Chat):
     await chat.say("你能做什么")
+    titles = [b["title"] for b in chat.buttons]  # the families are the buttons (numbered lines on SMS)
     for family in ("公交出行", "医疗健康", "生活缴费", "金融服务", "文化娱乐"):
-        assert family in chat.text
+        assert family in titles
     assert len(chat.buttons) >= 5
 
 
