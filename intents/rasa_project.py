@@ -24,7 +24,14 @@ BOT = REPO / "bot"
 PACK = REPO / "data" / "karamay"
 USERDICT = REPO / "data" / "jieba" / "userdict.txt"
 
-CORE_ACTIONS = ["action_help", "action_search", "action_cancel", "action_out_of_scope", "action_inform"]
+CORE_ACTIONS = [
+    "action_help",
+    "action_search",
+    "action_cancel",
+    "action_out_of_scope",
+    "action_inform",
+    "action_offer_reply",
+]
 RESPONSES = {
     "utter_greet": [
         {
@@ -33,7 +40,6 @@ RESPONSES = {
     ],
     "utter_goodbye": [{"text": "感谢您的使用，再见！"}],
     "utter_thanks": [{"text": "不客气，很高兴为您服务！还有其他需要吗？"}],
-    "utter_nothing_to_cancel": [{"text": "好的。当前没有正在办理的业务，还有什么可以帮您？"}],
     "utter_anything_else": [{"text": "好的。还有什么可以帮您？发送“菜单”查看全部服务。"}],
 }
 # Words jieba must keep whole besides the data's names, so that annotations align with tokens.
@@ -165,6 +171,7 @@ def build_domain(cat: Catalogue) -> str:
     }
     # What the citizen just asked, so "那明天呢？" can ask it again with a new date.
     slots["last_service"] = {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]}
+    slots["offer"] = {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]}
     slots["last_slots"] = {"type": "any", "influence_conversation": False, "mappings": [{"type": "custom"}]}
     applications = [s.intent for s in services if s.handler == "application"]
     if applications:
@@ -205,11 +212,12 @@ def build_rules(cat: Catalogue) -> str:
         {"rule": "not understood", "steps": [{"intent": "nlu_fallback"}, {"action": "action_out_of_scope"}]},
         {
             "rule": "cancel with nothing to cancel",
-            "steps": [{"intent": "cancel"}, {"action": "utter_nothing_to_cancel"}],
+            "steps": [{"intent": "cancel"}, {"action": "action_offer_reply"}],  # it lets go of an offer
         },
         {"rule": "bare answer without a question", "steps": [{"intent": "inform"}, {"action": "action_inform"}]},
-        {"rule": "affirm without a question", "steps": [{"intent": "affirm"}, {"action": "utter_anything_else"}]},
-        {"rule": "deny without a question", "steps": [{"intent": "deny"}, {"action": "utter_anything_else"}]},
+        # outside a form, "确认" takes what the last answer offered (cancelling the one booking there is)
+        {"rule": "affirm without a question", "steps": [{"intent": "affirm"}, {"action": "action_offer_reply"}]},
+        {"rule": "deny without a question", "steps": [{"intent": "deny"}, {"action": "action_offer_reply"}]},
     ]
     for s in cat.services:
         if not s.form:

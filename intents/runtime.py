@@ -24,6 +24,7 @@ class Answer:
     text: str
     buttons: list[dict[str, str]] = field(default_factory=list)
     refused: bool = False  # the request could not be answered as asked (a value that does not check out)
+    offer: bool = False  # the one button is an offer: the citizen's "确认" takes it, "不用了" lets it go
 
 
 @dataclass

@@ -84,6 +84,24 @@ async def test_hospital_appointment_is_booked_and_cancelled(chat: Chat, stack):
         assert db.get(AppointmentSlot, booking.slot_id).booked == 0
 
 
+async def test_cancelling_the_one_booking_asks_once_and_confirm_cancels_it(chat: Chat, stack):
+    # "刚才那个号帮我退了" with one booking: no list of one to pick from; "确认" cancels, "不用了" keeps it
+    await chat.say("明天上午挂人民医院心内科的号")
+    await chat.say("确认")
+    booking_ref = ref(chat.text, "GH")
+    await chat.say("刚才那个号帮我退了吧")
+    assert booking_ref in chat.text and "确认取消请回复“确认”" in chat.text
+    await chat.say("不用了")
+    assert "没有为您办理" in chat.text
+    await chat.say("刚才那个号帮我退了吧")
+    await chat.say("确认")
+    assert "已为您取消" in chat.text and booking_ref in chat.text
+    with stack.db() as db:
+        assert db.exec(select(Booking).where(Booking.ref == booking_ref)).one().status == "cancelled"
+    await chat.say("确认")  # nothing offered any more: nothing happens twice
+    assert "已为您取消" not in chat.text
+
+
 async def test_full_clinic_offers_other_times_and_books_nothing(http, stack):
     # 人民医院眼科 takes one patient per half-day in the demo data.
     first, second = Chat(http, stack), Chat(http, stack)

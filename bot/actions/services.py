@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -20,6 +21,9 @@ from intents.services import Service, catalogue
 
 CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消", "payload": "/cancel"}]
 DECLINED = "好的，已取消，没有为您办理任何业务。"
+LET_GO = "好的，没有为您办理。还有什么可以帮您？"
+NOTHING_TO_CONFIRM = "好的。还有什么可以帮您？发送“菜单”查看全部服务。"
+NOTHING_TO_CANCEL = "好的。当前没有正在办理的业务，还有什么可以帮您？"
 FREE_TEXT_INTENTS = {"inform", "nlu_fallback", "out_of_scope"}
 # At a confirmation: words that reopen part of the choice, and the slots they reopen.
 CHANGE_WORDS = [
@@ -59,9 +63,10 @@ class ServiceAction(Action, ABC):
         answer = await answer_validated(self.service, context) if not self.service.form else None
         answer = answer or await run_service(self.service, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+        offered = [SlotSet("offer", answer.buttons[0]["payload"] if answer.offer and answer.buttons else None)]
         if answer.refused:
-            return reset_events(self.service)
-        return [*reset_events(self.service), *remember(self.service, context)]
+            return [*reset_events(self.service), *offered]
+        return [*reset_events(self.service), *remember(self.service, context), *offered]
 
 
 async def answer_validated(service: Service, context: Context) -> Answer:
@@ -254,6 +259,45 @@ class AskConfirmation(Action):
         summary = await summarise(service, context_for(tracker, service))
         dispatcher.utter_message(text=f"{summary}\n确认办理请回复“确认”，放弃请回复“取消”。", buttons=CONFIRM_BUTTONS)
         return []
+
+
+@never_silent
+class OfferReply(Action):
+    """ "确认", "不用了" or "取消" outside a form: takes or lets go what the last answer offered (the one
+    booking to cancel), else there is nothing to confirm or cancel."""
+
+    def name(self) -> str:
+        return "action_offer_reply"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        offer = tracker.get_slot("offer")
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        taken = _offered(offer) if intent == "affirm" else None
+        if taken is None:
+            nothing = NOTHING_TO_CANCEL if intent == "cancel" else NOTHING_TO_CONFIRM
+            dispatcher.utter_message(text=LET_GO if offer else nothing)
+            return [SlotSet("offer", None)]
+        service, values = taken
+        context = context_for(tracker, service)
+        context.slots.update(values)
+        answer = await answer_validated(service, context)
+        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+        return [SlotSet("offer", None), *remember(service, context)]
+
+
+def _offered(payload: Any) -> tuple[Service, dict[str, Any]] | None:
+    """The service and slot values of an offered button's payload ("/intent{json}"), or None."""
+    if not isinstance(payload, str) or not payload.startswith("/"):
+        return None
+    intent, _, raw = payload[1:].partition("{")
+    service = next((s for s in catalogue().services if s.intent == intent), None)
+    try:
+        values = json.loads("{" + raw) if raw else {}
+    except ValueError:
+        return None
+    if service is None or not isinstance(values, dict):
+        return None
+    return service, {k: v for k, v in values.items() if k in service.slots}
 
 
 @never_silent

@@ -211,6 +211,14 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
             active = (await db.exec(mine.order_by(col(Booking.id)))).all()
             if not active:
                 return Answer("您目前没有可以取消的预约。")
+            if len(active) == 1:
+                b = active[0]
+                return Answer(
+                    f"您有一个预约：{b.details['place']} {b.details['date'][5:]}（预约号 {b.ref}）。"
+                    "确认取消请回复“确认”，不取消请回复“不用了”。",
+                    [button("确认取消", service.intent, ref_no=b.ref)],
+                    offer=True,
+                )
             return Answer(
                 "您有以下预约，请选择要取消的一个：",
                 [button(f"{b.details['place']} {b.details['date'][5:]}", service.intent, ref_no=b.ref) for b in active],

@@ -121,6 +121,15 @@ async def cancel_appointment(service: Service, ctx: Context) -> Answer:
             active = (await db.exec(mine.order_by(col(Booking.id)))).all()
             if not active:
                 return Answer("您目前没有待就诊的挂号预约。")
+            if len(active) == 1:
+                b = active[0]
+                d = b.details
+                return Answer(
+                    f"您有一个待就诊的挂号：{d['hospital']} {d['department']} {d['date'][5:]}（预约号 {b.ref}）。"
+                    "确认取消请回复“确认”，不取消请回复“不用了”。",
+                    [button("确认取消", service.intent, booking_no=b.ref)],
+                    offer=True,
+                )
             buttons = [
                 button(
                     f"{b.details['hospital']} {b.details['department']} {b.details['date'][5:]}",
