@@ -76,7 +76,8 @@ async def test_paying_clears_the_bill_and_the_citizen_is_told(http, stack):
     with stack.db() as db:
         audit = db.exec(select(AuditLog).where(AuditLog.target == f"paymentorder:{order.out_trade_no}")).all()
     assert [a.action for a in audit] == ["payment.settled"]
-    assert "已缴清" in await phone.say(f"交水费 {account_no}")
+    again = await phone.say(f"交水费 {account_no}")
+    assert "已缴清" in again and "确认" not in again  # says so and asks nothing
 
 
 async def test_a_notification_with_a_bad_signature_is_refused_and_pays_nothing(http, stack):
@@ -128,6 +129,9 @@ async def test_an_expired_order_does_not_pay_and_the_citizen_gets_a_new_link(htt
     assert due(stack, account_no) == amount and payments(stack, account_no) == []
 
 
-async def test_a_bill_already_paid_says_so(http, stack):
+async def test_a_bill_already_paid_says_so_and_asks_nothing(http, stack):
     phone = Phone(http, stack)
-    assert "已缴清" in await phone.say("交水费 1984427835")  # nothing due this period
+    answer = await phone.say("交水费 1984427835")  # nothing due this period
+    assert "已缴清" in answer and "确认" not in answer
+    await phone.say("确认")  # a stray 确认 afterwards pays nothing either
+    assert payments(stack, "1984427835") == []

@@ -15,7 +15,7 @@ from bot.actions.context import context_for
 from bot.actions.safety import never_silent
 from intents import slots as slot_rules
 from intents.city.tables import record_in_sentence
-from intents.handlers import run_service, summarise
+from intents.handlers import nothing_to_confirm, run_service, summarise
 from intents.runtime import Answer, Context, pack, tables
 from intents.services import Service, catalogue
 
@@ -154,7 +154,19 @@ class ServiceFormValidation(FormValidationAction, ABC):
             tracker.slots[name] = result.value
         if "confirmed" in incoming:
             checked["confirmed"] = incoming["confirmed"]
-        return [SlotSet(name, value) for name, value in checked.items()]
+        events: list[EventType] = [SlotSet(name, value) for name, value in checked.items()]
+        if await self._nothing_to_confirm(context):
+            return [*events, SlotSet("requested_slot", None)]  # ends the form: the service says why
+        return events
+
+    async def _nothing_to_confirm(self, context: Context) -> bool:
+        """Every slot is known, the confirmation not yet asked or answered, and there is nothing to do."""
+        service = self.service
+        if not service.confirm or context.slots.get("confirmed") is not None:
+            return False
+        if any(context.slots.get(name) is None for name in service.required):
+            return False
+        return await nothing_to_confirm(service, context)
 
     def _record_named(self, tracker: Tracker) -> str | None:
         """The place or item a whole sentence names in passing ("约羽毛球 全民健身中心 明天上午")."""

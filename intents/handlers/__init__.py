@@ -68,6 +68,18 @@ async def run_service(service: Service, ctx: Context) -> Answer:
     return await HANDLERS[service.handler](service, ctx)
 
 
+# Transactions that can turn out to have nothing to do once their slots are known (a bill already paid):
+# the form ends there and the service says so, instead of asking "确认" for nothing.
+NOTHING_TO_DO: dict[str, Callable[[Service, Context], Awaitable[bool]]] = {
+    "bill_payment": utilities.nothing_due,
+}
+
+
+async def nothing_to_confirm(service: Service, ctx: Context) -> bool:
+    check = NOTHING_TO_DO.get(service.handler)
+    return await check(service, ctx) if check else False
+
+
 async def summarise(service: Service, ctx: Context) -> str:
     summary = SUMMARIES.get(service.handler)
     return await summary(service, ctx) if summary else f"您要办理“{service.name}”。"

@@ -38,6 +38,11 @@ async def bill_query(service: Service, ctx: Context) -> Answer:
     )
 
 
+async def nothing_due(service: Service, ctx: Context) -> bool:
+    """The account's bill is paid: there is nothing to confirm."""
+    return (await _account(ctx)).amount_due_fen == 0
+
+
 async def summary(service: Service, ctx: Context) -> str:
     account = await _account(ctx)
     kind = ctx.pack.utility_kind(account.kind)
