@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,21 +81,21 @@ async def wait_for_replies(
 
 
 @dataclass(frozen=True)
-class DemoPhone:
+class DemoPhone(ABC):
     """One kind of citizen's phone: how it reaches the gateway's webhook and where its replies show up."""
 
     webhook: str  # path on the gateway
     default_sender: str
     replies_field: str  # the recipient's field in the local provider's recorded messages
 
-    def request(self, base: str, settings: Any, secrets_: dict[str, str], sender: str, text: str) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def request(self, base: str, settings: Any, secrets_: dict[str, str], sender: str, text: str) -> dict[str, Any]: ...
 
-    def replies_url(self, settings: Any) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def replies_url(self, settings: Any) -> str: ...
 
-    def show(self, reply: dict[str, Any]) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def show(self, reply: dict[str, Any]) -> str: ...
 
 
 class SmsPhone(DemoPhone):

@@ -17,7 +17,7 @@ from intents.city.tables import Record
 from intents.handlers.refs import insert_with_ref
 from intents.limits import LimitReached
 from intents.ports import PORTS, AuditTrail
-from intents.runtime import Answer, Context, button
+from intents.runtime import Answer, Context, button, cancel_offer
 from intents.services import Service, catalogue
 from intents.store.models import Application, Booking, ResourceSlot, Subscription
 
@@ -213,12 +213,8 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
                 return Answer("您目前没有可以取消的预约。")
             if len(active) == 1:
                 b = active[0]
-                return Answer(
-                    f"您有一个预约：{b.details['place']} {b.details['date'][5:]}（预约号 {b.ref}）。"
-                    "确认取消请回复“确认”，不取消请回复“不用了”。",
-                    [button("确认取消", service.intent, ref_no=b.ref)],
-                    offer=True,
-                )
+                what = f"您有一个预约：{b.details['place']} {b.details['date'][5:]}"
+                return cancel_offer(what, b.ref, service.intent, "ref_no")
             return Answer(
                 "您有以下预约，请选择要取消的一个：",
                 [button(f"{b.details['place']} {b.details['date'][5:]}", service.intent, ref_no=b.ref) for b in active],

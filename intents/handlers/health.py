@@ -14,7 +14,7 @@ from intents.capacity import give_back, take
 from intents.handlers.refs import insert_with_ref
 from intents.limits import LimitReached
 from intents.lookup import named
-from intents.runtime import Answer, Context, button
+from intents.runtime import Answer, Context, button, cancel_offer
 from intents.services import Service
 from intents.store.models import AppointmentSlot, Booking
 
@@ -122,14 +122,9 @@ async def cancel_appointment(service: Service, ctx: Context) -> Answer:
             if not active:
                 return Answer("您目前没有待就诊的挂号预约。")
             if len(active) == 1:
-                b = active[0]
-                d = b.details
-                return Answer(
-                    f"您有一个待就诊的挂号：{d['hospital']} {d['department']} {d['date'][5:]}（预约号 {b.ref}）。"
-                    "确认取消请回复“确认”，不取消请回复“不用了”。",
-                    [button("确认取消", service.intent, booking_no=b.ref)],
-                    offer=True,
-                )
+                b, d = active[0], active[0].details
+                what = f"您有一个待就诊的挂号：{d['hospital']} {d['department']} {d['date'][5:]}"
+                return cancel_offer(what, b.ref, service.intent, "booking_no")
             buttons = [
                 button(
                     f"{b.details['hospital']} {b.details['department']} {b.details['date'][5:]}",
