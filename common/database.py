@@ -3,9 +3,9 @@ domain (the action server) open their own engines on the same URL."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -64,6 +64,27 @@ def dialect_insert(db: AsyncSession, model: Any) -> Any:
     bulk path would go row by row."""
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model.__table__)
+
+
+class _Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def saved_id(row: _Stored) -> int:
+    """The primary key of a row that is in the database (loaded, or added and flushed). SQLModel types ids
+    `int | None` because a new row has none until the flush gives it one."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush it first")
+    return row.id
+
+
+def table_of(model: type[Any]) -> Table:
+    """The Core Table of a table model: SQLModel's metaclass sets `__table__` but does not declare it."""
+    table = inspect(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return table
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
