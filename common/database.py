@@ -3,12 +3,14 @@ domain (the action server) open their own engines on the same URL."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVarTuple
 
-from sqlalchemy import Table, create_engine, event, inspect
+from sqlalchemy import Result, Select, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Mapped
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 _DRIVERS = {
@@ -66,6 +68,16 @@ def dialect_insert(db: AsyncSession, model: Any) -> Any:
     return insert(model.__table__)
 
 
+_Columns = TypeVarTuple("_Columns")
+
+
+async def select_rows(db: AsyncSession, statement: Select[*_Columns]) -> Result[*_Columns]:
+    """Run a SQLAlchemy select, its rows typed by its columns. For the selects SQLModel's `exec` cannot
+    type: more than four columns, or rows read by column name (`row.status`), which exec types as plain
+    tuples. (SQLModel marks `execute` deprecated only to point newcomers at `exec`.)"""
+    return await db.execute(statement)
+
+
 class _Stored(Protocol):
     @property
     def id(self) -> int | None: ...
@@ -77,6 +89,12 @@ def saved_id(row: _Stored) -> int:
     if row.id is None:
         raise ValueError(f"{type(row).__name__} has no id yet: flush it first")
     return row.id
+
+
+def id_column(model: type[Any]) -> Mapped[int]:
+    """`col(Model.id)`, typed as what the column holds: ids are NOT NULL in the table; the model types `id`
+    `int | None` only because a new row has none until it is flushed."""
+    return col(model.id)
 
 
 def table_of(model: type[Any]) -> Table:
