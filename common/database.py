@@ -9,6 +9,7 @@ from sqlalchemy import Result, Select, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as SqlAlchemyAsyncSession
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -74,8 +75,8 @@ _Columns = TypeVarTuple("_Columns")
 async def select_rows(db: AsyncSession, statement: Select[*_Columns]) -> Result[*_Columns]:
     """Run a SQLAlchemy select, its rows typed by its columns. For the selects SQLModel's `exec` cannot
     type: more than four columns, or rows read by column name (`row.status`), which exec types as plain
-    tuples. (SQLModel marks `execute` deprecated only to point newcomers at `exec`.)"""
-    return await db.execute(statement)
+    tuples. SQLAlchemy's own execute: SQLModel's override only adds a DeprecationWarning pointing at exec."""
+    return await SqlAlchemyAsyncSession.execute(db, statement)
 
 
 class _Stored(Protocol):
