@@ -174,7 +174,7 @@ class Intake(Protocol):
 class Channel(Protocol):
     name: str
 
-    def routes(self, handler: MessageHandler) -> list[web.RouteDef]:
+    def routes(self, handler: MessageHandler) -> list[web.AbstractRouteDef]:
         """HTTP/WebSocket routes that receive this channel's traffic."""
 
     async def deliver(self, address: str, replies: list[Reply], in_reply_to: str | None) -> None:

@@ -3,12 +3,15 @@ domain (the action server) open their own engines on the same URL."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVarTuple
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Result, Select, Table, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as SqlAlchemyAsyncSession
+from sqlalchemy.orm import Mapped
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 _DRIVERS = {
@@ -64,6 +67,43 @@ def dialect_insert(db: AsyncSession, model: Any) -> Any:
     bulk path would go row by row."""
     insert = postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
     return insert(model.__table__)
+
+
+_Columns = TypeVarTuple("_Columns")
+
+
+async def select_rows(db: AsyncSession, statement: Select[*_Columns]) -> Result[*_Columns]:
+    """Run a SQLAlchemy select, its rows typed by its columns. For the selects SQLModel's `exec` cannot
+    type: more than four columns, or rows read by column name (`row.status`), which exec types as plain
+    tuples. SQLAlchemy's own execute: SQLModel's override only adds a DeprecationWarning pointing at exec."""
+    return await SqlAlchemyAsyncSession.execute(db, statement)
+
+
+class _Stored(Protocol):
+    @property
+    def id(self) -> int | None: ...
+
+
+def saved_id(row: _Stored) -> int:
+    """The primary key of a row that is in the database (loaded, or added and flushed). SQLModel types ids
+    `int | None` because a new row has none until the flush gives it one."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush it first")
+    return row.id
+
+
+def id_column(model: type[Any]) -> Mapped[int]:
+    """`col(Model.id)`, typed as what the column holds: ids are NOT NULL in the table; the model types `id`
+    `int | None` only because a new row has none until it is flushed."""
+    return col(model.id)
+
+
+def table_of(model: type[Any]) -> Table:
+    """The Core Table of a table model: SQLModel's metaclass sets `__table__` but does not declare it."""
+    table = inspect(model).local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to one table")
+    return table
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -41,7 +41,7 @@ TOO_LARGE = "请求体过大（上限64KB）。"
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
-STATE = web.AppKey("state", object)
+STATE = web.AppKey[StateStore]("state")  # a Protocol: named by subscript, not as a class
 BRIDGE = web.AppKey("bridge", RasaBridge)
 TURNS = web.AppKey("turns", Turns)
 MESSAGING = web.AppKey("messaging", Messaging)

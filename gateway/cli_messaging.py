@@ -62,7 +62,8 @@ def cmd_wechat_menu(args: argparse.Namespace, settings: Settings) -> int:
     from intents.services import catalogue
 
     menu = wechat_menu([(f.name, f.id) for f in catalogue().families])
-    if args.dry_run or not (settings.wechat_app_id and settings.wechat_app_secret):
+    app_id, app_secret = settings.wechat_app_id, settings.wechat_app_secret
+    if args.dry_run or not (app_id and app_secret):
         import json
 
         print(json.dumps(menu, ensure_ascii=False, indent=2))
@@ -70,7 +71,7 @@ def cmd_wechat_menu(args: argparse.Namespace, settings: Settings) -> int:
 
     async def create() -> None:
         state = create_state(settings.redis_url, settings.queue_prefix)
-        api = WeChatApi(settings.wechat_app_id, settings.wechat_app_secret, state, settings.wechat_api_base)
+        api = WeChatApi(app_id, app_secret, state, settings.wechat_api_base)
         try:
             await api.create_menu(menu)
         finally:

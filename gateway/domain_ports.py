@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import select as core_select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.config import Settings
+from gateway.db.engine import select_rows
 from gateway.db.models import AuditLog, Broadcast, BroadcastRecipient, Guardian, School, Student
 from gateway.payments import WeChatPayPayments, merchant_config
 from intents import ports
@@ -32,19 +34,26 @@ class BroadcastSchoolNotices:
         sent_at = func.coalesce(BroadcastRecipient.updated_at, Broadcast.started_at, Broadcast.created_at)
         async with self.sessions() as db:
             rows = (
-                await db.exec(
-                    select(Broadcast.title, sent_at, BroadcastRecipient.acked_at, Student.name, School.name)
+                await select_rows(
+                    db,
+                    core_select(
+                        col(Broadcast.title),
+                        sent_at,
+                        col(BroadcastRecipient.acked_at),
+                        col(Student.name),
+                        col(School.name),
+                    )
                     .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
                     .outerjoin(Student, col(Student.id) == col(BroadcastRecipient.student_id))
                     .outerjoin(School, col(School.id) == col(Broadcast.school_id))
                     .where(
-                        BroadcastRecipient.citizen_id == citizen_id,
-                        Broadcast.kind == "school",
+                        col(BroadcastRecipient.citizen_id) == citizen_id,
+                        col(Broadcast.kind) == "school",
                         col(BroadcastRecipient.status).in_(SHOWN),
                         sent_at >= since,
                     )
                     .order_by(sent_at.desc(), col(BroadcastRecipient.id).desc())
-                    .limit(limit)
+                    .limit(limit),
                 )
             ).all()
         return [

@@ -201,7 +201,8 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, 
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             tail = log_file.read_text(errors="replace")[-3000:] if log_file else ""
-            raise SetupError(f"{proc.args[0]} exited with {proc.returncode}:\n{tail}")
+            program = proc.args if isinstance(proc.args, str | bytes | os.PathLike) else proc.args[0]
+            raise SetupError(f"{os.fsdecode(program)} exited with {proc.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:

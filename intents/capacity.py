@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Mapped
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,10 +30,17 @@ async def capacity_row(sessions: async_sessionmaker[AsyncSession], query: Any, m
         return row
 
 
-async def take(db: AsyncSession, counter: InstrumentedAttribute, row_id: int, amount: int = 1) -> int | None:
+def _attribute(counter: Mapped[int]) -> InstrumentedAttribute[int]:
+    if not isinstance(counter, InstrumentedAttribute):
+        raise TypeError(f"a counter is a table model's column, col(Model.field): not {counter!r}")
+    return counter
+
+
+async def take(db: AsyncSession, counter: Mapped[int], row_id: int, amount: int = 1) -> int | None:
     """Raise the counter (booked, sold) by amount only while the row's capacity allows it, in one
     statement: two citizens can never take the last place together, on SQLite or PostgreSQL.
     Returns the new count, or None when there is no room."""
+    counter = _attribute(counter)
     model = counter.class_
     taken = await db.exec(
         update(model)
@@ -44,8 +51,9 @@ async def take(db: AsyncSession, counter: InstrumentedAttribute, row_id: int, am
     return taken.scalar()
 
 
-async def give_back(db: AsyncSession, counter: InstrumentedAttribute, row_id: int | None, amount: int = 1) -> None:
+async def give_back(db: AsyncSession, counter: Mapped[int], row_id: int | None, amount: int = 1) -> None:
     """Return places taken by a cancelled booking (never below zero)."""
+    counter = _attribute(counter)
     model = counter.class_
     await db.exec(
         update(model).where(col(model.id) == row_id, col(counter) >= amount).values({counter.key: counter - amount})

@@ -7,6 +7,7 @@ then counts what the first booked, so two requests at once cannot both pass."""
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, or_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -35,7 +36,7 @@ def holder(ctx: Context) -> str:
     return f"citizen:{ctx.citizen_id}" if ctx.citizen_id is not None else f"conversation:{ctx.conversation_id}"
 
 
-def mine(ctx: Context, model) -> object:
+def mine(ctx: Context, model) -> ColumnElement[bool]:
     """Rows of this citizen: by the holder they were made under, or by citizen id (a session whose phone
     proof expired is still the same citizen)."""
     by_holder = col(model.holder) == holder(ctx)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from intents.city.pack import KIND_FIELDS, CityPack, Showing, UtilityKind
+from intents.city.pack import KIND_FIELDS, CityPack, Kind, Showing, UtilityKind
 
 
 @dataclass
@@ -14,7 +14,7 @@ class Resolution:
     suggestions: list[str] = field(default_factory=list)
 
 
-def resolve(pack: CityPack, kind: str, text: str) -> Resolution:
+def resolve(pack: CityPack, kind: Kind, text: str) -> Resolution:
     """An exact name or alias wins; a partial name wins only if it fits one thing (人民医院 fits
     several hospitals' names but is 克拉玛依市人民医院's alias); otherwise offer the candidates."""
     candidates = pack.resolve(kind, text)

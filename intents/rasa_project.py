@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -49,7 +50,7 @@ EXTRA_WORDS = ["公交车", "挂号", "预约", "缴费", "取号", "电影票",
 def pack_names(pack_dir: Path = PACK) -> dict[str, dict[str, list[str]]]:
     """For every lookup list of the pack: canonical name → aliases."""
     pack = load_pack(pack_dir)
-    lists = {
+    lists: dict[str, Sequence[Listed]] = {
         "bus_lines": pack.bus_lines,
         "bus_stops": pack.bus_stops,
         "hospitals": pack.hospitals,
@@ -81,11 +82,20 @@ def _block(lines: list[str]) -> str:
     return "".join(f"- {line}\n" for line in lines)
 
 
+class Listed(Protocol):
+    """A pack item a lookup list names (a Film's name is its title)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def aliases(self) -> list[str]: ...
+
+
 class _Literal(str):
     pass
 
 
-def _literal_representer(dumper: yaml.Dumper, value: _Literal) -> yaml.Node:
+def _literal_representer(dumper: yaml.SafeDumper, value: _Literal) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
 
 

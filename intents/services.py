@@ -121,8 +121,8 @@ def load_catalogue(directory: Path = CATALOGUE_DIR) -> Catalogue:
     slots_raw = yaml.safe_load((directory / "_slots.yaml").read_text(encoding="utf-8"))["slots"]
     slots = {name: SlotSpec(name=name, **spec) for name, spec in slots_raw.items()}
     core = yaml.safe_load((directory / "_core.yaml").read_text(encoding="utf-8"))["core_intents"]
-    for intent, more in _more_examples(directory, "_core").items():
-        core[intent] = [*core.get(intent, []), *more]
+    for intent, examples in _more_examples(directory, "_core").items():
+        core[intent] = [*core.get(intent, []), *examples]
     families = []
     for path in sorted(directory.glob("[!_]*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

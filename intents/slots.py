@@ -13,6 +13,7 @@ from typing import Any
 
 from intents import availability, lookup, zh
 from intents.city import china
+from intents.city.pack import Kind
 from intents.city.tables import resolve_record
 from intents.limits import TICKETS_PER_ORDER
 from intents.runtime import Context, button
@@ -33,7 +34,7 @@ def _choices(slot: str, names: list[str], limit: int = 10) -> list[dict[str, str
     return [button(name, "inform", **{slot: name}) for name in names[:limit]]
 
 
-def _by_name(kind: str, slot: str, label: str) -> Callable[[Any, Context], Awaitable[Check]]:
+def _by_name(kind: Kind, slot: str, label: str) -> Callable[[Any, Context], Awaitable[Check]]:
     """A slot whose value is one of the city's named things (hospital, cinema, branch…)."""
 
     async def validate(value: Any, ctx: Context) -> Check:

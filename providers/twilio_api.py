@@ -149,14 +149,15 @@ def _make_fault(
 ) -> Fault:
     if status in (200, 201):
         status = None
-    if status is None and code is None:
-        raise ValueError("a fault needs a status or a code")
-    if status is None and not 30000 <= code < 40000:  # a request error named by its code alone
-        status = STATUS_FOR_CODE.get(code, 400)
+    if status is None:
+        if code is None:
+            raise ValueError("a fault needs a status or a code")
+        if not 30000 <= code < 40000:  # a request error named by its code alone
+            status = STATUS_FOR_CODE.get(code, 400)
+    elif code is None:
+        code = {400: 21211, 401: 20003}.get(status, 20000 + status)
     if status is not None and not 400 <= status <= 599:
         raise ValueError(f"fault status must be 4xx or 5xx, not {status}")
-    if code is None:
-        code = {400: 21211, 401: 20003}.get(status, 20000 + status)
     if times < 1:
         raise ValueError("times must be at least 1")
     if not to:
@@ -181,6 +182,7 @@ class LocalTwilio:
     def __init__(self, account_sid: str, auth_token: str, port: int = 0, callback_concurrency: int = 8) -> None:
         self.account_sid = account_sid
         self.port = port
+        self.error_code: int | None  # set by _set_defaults and configure
         self.messages: list[SentMessage] = []
         self._credentials = (account_sid.encode(), auth_token.encode())
         self._validator = RequestValidator(auth_token)
@@ -358,7 +360,7 @@ class LocalTwilio:
     def _set_defaults(self) -> None:
         self.latency_ms = 0.0
         self.delivery = "delivered"
-        self.error_code: int | None = None
+        self.error_code = None
         self.callback_delay_ms = 0.0
 
     def _reset_counters(self) -> None:
@@ -425,7 +427,7 @@ class LocalTwilio:
         callback = str(form.get("StatusCallback", "")).strip() or None
 
         fault = self._take_fault(to, delivery=False) if self._faults else None
-        if fault is not None:
+        if fault is not None and fault.status is not None:  # a request fault always has a status
             headers = {} if fault.retry_after_s is None else {"Retry-After": f"{fault.retry_after_s:g}"}
             return self._reject(fault.status, fault.code, fault.message, **headers)
         if not to:
@@ -482,6 +484,7 @@ class LocalTwilio:
     def _queue_callbacks(
         self, sid: str, to: str, from_: str | None, service: str | None, url: str, fault: Fault | None
     ) -> None:
+        code: int | None
         if fault is not None:  # a delivery fault for this number
             outcome, code = "undelivered", fault.code
         else:

@@ -77,8 +77,8 @@ class OutOfScope(Action):
             dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
             return events
         unsure = (message.get("intent") or {}).get("name") == "nlu_fallback" and not text.startswith("/")
-        answer = unsure and did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker))
-        answer = answer or out_of_scope(text)
+        guess = did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker)) if unsure else None
+        answer = guess or out_of_scope(text)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
         return []
 

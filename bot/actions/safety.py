@@ -9,7 +9,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rasa_sdk import Tracker
 from rasa_sdk.events import EventType
@@ -26,7 +26,15 @@ FAILED = (
 )
 
 Run = Callable[[Any, CollectingDispatcher, Tracker, DomainDict], Awaitable[list[EventType]]]
-A = TypeVar("A", bound=type)
+
+
+class _Runs(Protocol):
+    """What never_silent wraps: a rasa-sdk Action's run."""
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]: ...
+
+
+A = TypeVar("A", bound=type[_Runs])
 
 
 def never_silent(cls: A) -> A:
@@ -53,5 +61,6 @@ def never_silent(cls: A) -> A:
             failure_events = getattr(self, "failure_events", None)
             return failure_events(tracker) if failure_events else []
 
-    cls.run = guarded
+    # Replaced in place, not subclassed: rasa-sdk registers every Action subclass by its name().
+    cls.run = guarded  # type: ignore[method-assign]
     return cls

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import pytest
+from typing_extensions import TypeIs
 
 from channels.base import Outgoing, Sender, SendError, SendResult
 from channels.harness.network import loopback_only, unused_url
@@ -45,6 +46,10 @@ class OutgoingCase:
     check: Callable[[Any, SendResult | SendError], Any] | None = None  # check(provider, outcome): counters…
 
 
+def _is_factory(sender: Sender | SenderFactory) -> TypeIs[SenderFactory]:
+    return isinstance(sender, type) or not hasattr(sender, "send")  # a Sender class is a factory too
+
+
 async def _settle(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -65,10 +70,10 @@ async def run_outgoing(
     secrets: the strings no log line or error may hold; a callable is read after the send, so that
     secrets the provider issued during it (access tokens) count too."""
     caplog.set_level(logging.DEBUG)
-    is_factory = isinstance(sender, type) or not hasattr(sender, "send")  # a Sender class is a factory too
+    is_factory = _is_factory(sender)
     assert is_factory or not (case.down or case.options), f"{case.name}: down and options need a sender factory"
     with loopback_only():
-        if is_factory:
+        if _is_factory(sender):  # again: mypy narrows on the call, not on a saved result
             made: Sender = await _settle(sender(unused_url() if case.down else provider.url, **case.options))
         else:
             made = sender

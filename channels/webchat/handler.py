@@ -76,7 +76,7 @@ class WebChatChannel:
         self.pubsub, self.history, self.sessions = pubsub, history, sessions
         self.proxies = tuple(proxies)  # reverse proxies whose X-Forwarded-For names the client
 
-    def routes(self, handler: MessageHandler) -> list[web.RouteDef]:
+    def routes(self, handler: MessageHandler) -> list[web.AbstractRouteDef]:
         self.handler = handler
         return [
             web.get("/", self.page),

@@ -40,7 +40,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import Wire
 from gateway.broadcast.errors import BroadcastError
 from gateway.broadcast.phones import MAX_PHONES, normalize_phone
-from gateway.db.engine import dialect_insert
+from gateway.db.engine import dialect_insert, select_rows, table_of
 from gateway.db.models import (
     BroadcastRecipient,
     ChannelIdentity,
@@ -118,7 +118,7 @@ def _strings(raw: dict[str, Any], key: str, what: str) -> tuple[str, ...]:
 
 
 async def _missing(db: AsyncSession, column: Any, ids: tuple[str, ...], *where: ColumnElement[bool]) -> list[str]:
-    found = set((await db.exec(select(column).where(column.in_(ids), *where))).scalars().all())
+    found = set((await select_rows(db, select(column).where(column.in_(ids), *where))).scalars().all())
     return [i for i in ids if i not in found]
 
 
@@ -187,7 +187,11 @@ async def _school(db: AsyncSession, type_: str, raw: dict[str, Any], school_id: 
     ):
         raise _bad("bad_audience", "请至少选择一个年级。")
     have = set(
-        (await db.exec(select(SchoolClass.grade).where(col(SchoolClass.school_id) == school_id).distinct()))
+        (
+            await select_rows(
+                db, select(col(SchoolClass.grade)).where(col(SchoolClass.school_id) == school_id).distinct()
+            )
+        )
         .scalars()
         .all()
     )
@@ -222,7 +226,7 @@ def _school_scope(audience: Audience) -> list[ColumnElement[bool]]:
 
 def _guardians(audience: Audience) -> Any:
     return (
-        select(Guardian.citizen_id)
+        select(col(Guardian.citizen_id))
         .join(Student, col(Student.id) == col(Guardian.student_id))
         .join(SchoolClass, col(SchoolClass.id) == col(Student.class_id))
         .where(*_school_scope(audience))
@@ -234,7 +238,9 @@ def _filter(audience: Audience) -> ColumnElement[bool]:
     if t == "all":
         return true()
     if t == "districts":
-        return col(Citizen.community_id).in_(select(Community.id).where(col(Community.district_id).in_(audience.ids)))
+        return col(Citizen.community_id).in_(
+            select(col(Community.id)).where(col(Community.district_id).in_(audience.ids))
+        )
     if t == "communities":
         return col(Citizen.community_id).in_(audience.ids)
     if t == "topics":
@@ -242,7 +248,7 @@ def _filter(audience: Audience) -> ColumnElement[bool]:
             col(Subscription.citizen_id) == col(Citizen.id), col(Subscription.topic).in_(audience.ids)
         )
     if t == "list":
-        by_identity = select(ChannelIdentity.citizen_id).where(
+        by_identity = select(col(ChannelIdentity.citizen_id)).where(
             col(ChannelIdentity.channel) == PHONE.name, col(ChannelIdentity.address).in_(audience.phones)
         )
         return or_(col(Citizen.phone).in_(audience.phones), col(Citizen.id).in_(by_identity))
@@ -254,8 +260,8 @@ def _identity(channel: str) -> Any:
     # citizen; this way it looks the citizen up by citizen_id. Citizens have one address per channel.
     identity = aliased(ChannelIdentity)
     return (
-        select(identity.address)
-        .where(identity.citizen_id == Citizen.id, identity.channel == channel)
+        select(col(identity.address))
+        .where(col(identity.citizen_id) == col(Citizen.id), col(identity.channel) == channel)
         .limit(1)
         .correlate(Citizen)
         .scalar_subquery()
@@ -266,8 +272,8 @@ def _push_subscription() -> Any:
     # the newest live subscription: the browser the citizen subscribed from last (one per citizen)
     push = aliased(WebPushSubscription)
     return (
-        select(func.max(push.id))
-        .where(push.citizen_id == Citizen.id, push.gone_at.is_(None))
+        select(func.max(col(push.id)))
+        .where(col(push.citizen_id) == col(Citizen.id), col(push.gone_at).is_(None))
         .correlate(Citizen)
         .scalar_subquery()
     )
@@ -279,7 +285,7 @@ def _student(audience: Audience) -> Any:
     # a parent of two pupils in scope gets one message, recorded against one of them (no min(): see
     # _identity)
     return (
-        select(Guardian.student_id)
+        select(col(Guardian.student_id))
         .join(Student, col(Student.id) == col(Guardian.student_id))
         .join(SchoolClass, col(SchoolClass.id) == col(Student.class_id))
         .where(col(Guardian.citizen_id) == col(Citizen.id), *_school_scope(audience))
@@ -333,7 +339,7 @@ async def counts(db: AsyncSession, audience: Audience, emergency: bool) -> dict[
     count as SMS (they become citizens when the broadcast is created)."""
     base = _base(audience)
     channel, _ = _choice(base, emergency)
-    rows = (await db.exec(select(channel, func.count()).select_from(base).group_by(channel))).all()
+    rows = (await select_rows(db, select(channel, func.count()).select_from(base).group_by(channel))).all()
     out = {**dict.fromkeys(REACHABLE, 0), "opted_out": 0, "none": 0}
     out.update({name: int(n) for name, n in rows})
     if audience.type == "list":
@@ -345,7 +351,7 @@ async def reachable(db: AsyncSession, audience: Audience, emergency: bool) -> bo
     """Whether anyone at all would get the message (cheaper than counting everyone)."""
     base = _base(audience)
     channel, _ = _choice(base, emergency)
-    found = (await db.exec(select(base.c.citizen_id).where(channel.in_(REACHABLE)).limit(1))).first()
+    found = (await select_rows(db, select(base.c.citizen_id).where(channel.in_(REACHABLE)).limit(1))).first()
     return found is not None
 
 
@@ -354,7 +360,7 @@ async def page(db: AsyncSession, audience: Audience, emergency: bool, after: int
     base = _base(audience, after, limit)
     channel, address = _choice(base, emergency)
     query = select(base.c.citizen_id, channel.label("channel"), address.label("address"), base.c.student_id)
-    return (await db.exec(query.order_by(base.c.citizen_id))).all()
+    return (await select_rows(db, query.order_by(base.c.citizen_id))).all()
 
 
 async def page_end(db: AsyncSession, audience: Audience, after: int, limit: int) -> int | None:
@@ -366,7 +372,7 @@ async def page_end(db: AsyncSession, audience: Audience, after: int, limit: int)
         .limit(limit)
         .subquery()
     )
-    return (await db.exec(select(func.max(ids.c.id)))).scalar()
+    return (await select_rows(db, select(func.max(ids.c.id)))).scalar()
 
 
 async def insert_recipients(
@@ -391,7 +397,7 @@ async def insert_recipients(
             else_=literal(SKIP_REASONS["none"]),
         ),
         literal(0),
-        literal(now, BroadcastRecipient.__table__.c.updated_at.type),
+        literal(now, table_of(BroadcastRecipient).c.updated_at.type),
     ).where(base.c.citizen_id > after)  # SQLite needs a WHERE before ON CONFLICT; it changes nothing
     columns = ["broadcast_id", "citizen_id", "student_id", "channel", "address", "status", "error", "attempts"]
     insert = insert_ignoring_conflicts(db, BroadcastRecipient, "broadcast_id", "citizen_id")
@@ -401,15 +407,17 @@ async def insert_recipients(
 
 
 async def _owned_phones(db: AsyncSession, phones: Sequence[str]) -> set[str]:
-    return set((await db.exec(select(Citizen.phone).where(col(Citizen.phone).in_(phones)))).scalars().all())
+    found = await select_rows(db, select(col(Citizen.phone)).where(col(Citizen.phone).in_(phones)))
+    return {phone for phone in found.scalars() if phone is not None}  # the column is nullable; matches are not
 
 
 async def _texted(db: AsyncSession, phones: Sequence[str]) -> list[tuple[int, str]]:
     """(citizen id, number) of listed numbers that have texted us (an SMS identity)."""
-    rows = await db.exec(
-        select(ChannelIdentity.citizen_id, ChannelIdentity.address).where(
+    rows = await select_rows(
+        db,
+        select(col(ChannelIdentity.citizen_id), col(ChannelIdentity.address)).where(
             col(ChannelIdentity.channel) == PHONE.name, col(ChannelIdentity.address).in_(phones)
-        )
+        ),
     )
     return [(citizen_id, address) for citizen_id, address in rows.all()]
 

@@ -15,10 +15,15 @@ ACK_PROMPT = "（请回复“收到”确认）"  # parents acknowledge by reply
 
 
 class Content(Protocol):
-    kind: str
-    title: str
-    body: str
-    urgent: bool
+    # read-only: a Broadcast row and the runner's frozen Content both fit
+    @property
+    def kind(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+    @property
+    def urgent(self) -> bool: ...
 
 
 def sms_text(settings: Settings, title: str, body: str, reminder: bool = False, kind: str = "notice") -> str:

@@ -36,6 +36,7 @@ from gateway.broadcast import render
 from gateway.broadcast.lease import Lease
 from gateway.broadcast.quiet import quiet_now, utc_now
 from gateway.config import Settings
+from gateway.db.engine import id_column, select_rows
 from gateway.db.models import Broadcast, BroadcastRecipient, utcnow
 from gateway.logs import where
 from gateway.outbound.queue import OutboundQueue
@@ -128,7 +129,11 @@ class BroadcastRunner:
                 continue
             task = asyncio.create_task(self._guarded(broadcast_id), name=f"broadcast-{broadcast_id}")
             self._active[broadcast_id] = task
-            task.add_done_callback(lambda _t, b=broadcast_id: self._active.pop(b, None))
+
+            def forget(_task: asyncio.Task[bool], b: int = broadcast_id) -> None:
+                self._active.pop(b, None)
+
+            task.add_done_callback(forget)
             started.append(broadcast_id)
         return started
 
@@ -142,8 +147,9 @@ class BroadcastRunner:
         quiet = quiet_now(self.settings)
         async with self.sessions() as db:
             rows = (
-                await db.exec(
-                    select(Broadcast.id, Broadcast.kind, Broadcast.urgent)
+                await select_rows(
+                    db,
+                    select(id_column(Broadcast), col(Broadcast.kind), col(Broadcast.urgent))
                     .where(
                         col(Broadcast.status).in_(("scheduled", "sending")),
                         or_(
@@ -151,7 +157,7 @@ class BroadcastRunner:
                         ),
                     )
                     .order_by(case((col(Broadcast.kind) == "emergency", 0), else_=1), col(Broadcast.id))
-                    .limit(50)
+                    .limit(50),
                 )
             ).all()
         return {b: kind == "emergency" for b, kind, urgent in rows if not quiet or kind == "emergency" or urgent}
@@ -209,10 +215,15 @@ class BroadcastRunner:
             )
             await db.commit()
             row = (
-                await db.exec(
-                    select(Broadcast.kind, Broadcast.title, Broadcast.body, Broadcast.urgent, Broadcast.status).where(
-                        col(Broadcast.id) == broadcast_id
-                    )
+                await select_rows(
+                    db,
+                    select(
+                        col(Broadcast.kind),
+                        col(Broadcast.title),
+                        col(Broadcast.body),
+                        col(Broadcast.urgent),
+                        col(Broadcast.status),
+                    ).where(col(Broadcast.id) == broadcast_id),
                 )
             ).first()
         if row is None or row.status != "sending":
@@ -223,10 +234,14 @@ class BroadcastRunner:
         """Recipient rows for the next batch of the audience; False when there is nothing left to do."""
         async with self.sessions() as db:
             b = (
-                await db.exec(
-                    select(Broadcast.fanout_cursor, Broadcast.status, Broadcast.audience, Broadcast.school_id).where(
-                        col(Broadcast.id) == broadcast_id
-                    )
+                await select_rows(
+                    db,
+                    select(
+                        col(Broadcast.fanout_cursor),
+                        col(Broadcast.status),
+                        col(Broadcast.audience),
+                        col(Broadcast.school_id),
+                    ).where(col(Broadcast.id) == broadcast_id),
                 )
             ).one()
             if b.status != "sending" or b.fanout_cursor >= FANOUT_DONE:
@@ -266,8 +281,11 @@ class BroadcastRunner:
             return 0
         async with self.sessions() as db:
             b = (
-                await db.exec(
-                    select(Broadcast.enqueued_upto, Broadcast.status).where(col(Broadcast.id) == broadcast_id)
+                await select_rows(
+                    db,
+                    select(col(Broadcast.enqueued_upto), col(Broadcast.status)).where(
+                        col(Broadcast.id) == broadcast_id
+                    ),
                 )
             ).one()
             if b.status != "sending":
@@ -294,14 +312,14 @@ class BroadcastRunner:
     ) -> list[Any]:
         r = BroadcastRecipient
         query = (
-            select(r.id, r.channel, r.address, r.reminded_at)
+            select(col(r.id), col(r.channel), col(r.address), col(r.reminded_at))
             .where(col(r.broadcast_id) == broadcast_id, col(r.id) > after, col(r.status) == "queued")
             .order_by(col(r.id))
             .limit(limit or self.batch)
         )
         if upto is not None:
             query = query.where(col(r.id) <= upto)
-        return list((await db.exec(query)).all())
+        return list((await select_rows(db, query)).all())
 
     def _messages(self, content: Content, rows: list[Any]) -> list[Outgoing]:
         """The dispatcher's messages for queued rows. The text is the broadcast's, the same for every
@@ -320,7 +338,7 @@ class BroadcastRunner:
         dispatcher drops anything that was in fact sent)."""
         async with self.sessions() as db:
             upto = (
-                await db.exec(select(Broadcast.enqueued_upto).where(col(Broadcast.id) == broadcast_id))
+                await select_rows(db, select(col(Broadcast.enqueued_upto)).where(col(Broadcast.id) == broadcast_id))
             ).scalar_one()
         after, total = 0, 0
         while True:
@@ -339,18 +357,19 @@ class BroadcastRunner:
         r = BroadcastRecipient
         async with self.sessions() as db:
             upto = (
-                await db.exec(
-                    select(Broadcast.enqueued_upto).where(
+                await select_rows(
+                    db,
+                    select(col(Broadcast.enqueued_upto)).where(
                         col(Broadcast.id) == broadcast_id,
                         col(Broadcast.status) == "sending",
                         col(Broadcast.fanout_cursor) >= FANOUT_DONE,
-                    )
+                    ),
                 )
             ).scalar_one_or_none()
             if upto is None:
                 return False
-            waiting = await db.exec(
-                select(exists().where(col(r.broadcast_id) == broadcast_id, col(r.status) == "queued"))
+            waiting = await select_rows(
+                db, select(exists().where(col(r.broadcast_id) == broadcast_id, col(r.status) == "queued"))
             )
             if waiting.scalar():
                 return False

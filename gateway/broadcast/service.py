@@ -22,6 +22,7 @@ from gateway.broadcast.errors import BroadcastError, forbidden, not_found
 from gateway.broadcast.phones import parse_phone_list
 from gateway.broadcast.quiet import quiet_now, to_utc, utc_now
 from gateway.config import Settings
+from gateway.db.engine import id_column, saved_id, select_rows
 from gateway.db.models import Broadcast, BroadcastRecipient, StaffUser, Student, utcnow
 from gateway.logs import mask
 from gateway.wires import PHONE
@@ -130,17 +131,18 @@ async def list_(
         query = query.where(col(Broadcast.kind).in_(list(kind)))
     if staff.role == "school":
         query = query.where(col(Broadcast.kind) == "school", col(Broadcast.school_id) == staff.school_id)
-    return list((await db.exec(query)).scalars().all())
+    return list((await select_rows(db, query)).scalars().all())
 
 
 async def progress(db: AsyncSession, broadcast_id: int) -> dict[str, int]:
     """Recipients per status ("failed" includes "undelivered") and how many acknowledged."""
     await get(db, broadcast_id)
     rows = (
-        await db.exec(
-            select(BroadcastRecipient.status, func.count(), func.count(BroadcastRecipient.acked_at))
+        await select_rows(
+            db,
+            select(col(BroadcastRecipient.status), func.count(), func.count(col(BroadcastRecipient.acked_at)))
             .where(col(BroadcastRecipient.broadcast_id) == broadcast_id)
-            .group_by(BroadcastRecipient.status)
+            .group_by(BroadcastRecipient.status),
         )
     ).all()
     out = {"total": 0, "queued": 0, "sent": 0, "delivered": 0, "failed": 0, "skipped": 0, "acked": 0}
@@ -160,7 +162,7 @@ async def recipients(
     await get(db, broadcast_id)
     r = BroadcastRecipient
     query = (
-        select(r, Student.name)
+        select(r, col(Student.name))
         .outerjoin(Student, col(Student.id) == col(r.student_id))
         .where(col(r.broadcast_id) == broadcast_id)
         .order_by(col(r.id))
@@ -175,7 +177,7 @@ async def recipients(
         query = query.where(col(r.status).in_(FAILED))
     elif status:
         query = query.where(col(r.status) == status)
-    return [_recipient(row, student) for row, student in (await db.exec(query)).all()]
+    return [_recipient(row, student) for row, student in (await select_rows(db, query)).all()]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -244,7 +246,7 @@ async def _by_key(db: AsyncSession, key: str, staff: StaffUser) -> Broadcast | N
     """The broadcast this staff member already made with this key. A key is its creator's: someone
     else's broadcast under the same key is never handed out (it could be another school's, or the
     city's emergency); the second creator is told to pick another key."""
-    found = (await db.exec(select(Broadcast).where(col(Broadcast.idempotency_key) == key))).scalars().first()
+    found = (await select_rows(db, select(Broadcast).where(col(Broadcast.idempotency_key) == key))).scalars().first()
     if found is not None and found.created_by != staff.id:
         raise BroadcastError("idempotency_key_taken", "这个 idempotency_key 已被使用，请换一个新的。", 409)
     return found
@@ -291,7 +293,7 @@ async def create(
         urgent=bool(urgent) and kind == "school",
         status="pending_approval" if emergency else "scheduled",
         idempotency_key=key,
-        created_by=staff.id,
+        created_by=saved_id(staff),
         scheduled_at=when if emergency else (when or utc_now(settings)),
     )
     db.add(broadcast)
@@ -390,7 +392,9 @@ async def _requeue(
     count = (await db.exec(query.values(status="queued", updated_at=now, **values))).rowcount
     if count:
         first = (
-            await db.exec(select(func.min(r.id)).where(col(r.broadcast_id) == broadcast_id, col(r.status) == "queued"))
+            await select_rows(
+                db, select(func.min(id_column(r))).where(col(r.broadcast_id) == broadcast_id, col(r.status) == "queued")
+            )
         ).scalar_one()
         await db.exec(
             update(Broadcast)

@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Wire
+from gateway.db.engine import saved_id
 from gateway.db.models import ChannelIdentity, Citizen, Conversation, Message, utcnow
 
 
@@ -26,7 +27,7 @@ async def open_conversation(db: AsyncSession, channel: str, address: str) -> Con
             citizen = Citizen()
             db.add(citizen)
             await db.flush()
-            identity = ChannelIdentity(channel=channel, address=address, citizen_id=citizen.id)
+            identity = ChannelIdentity(channel=channel, address=address, citizen_id=saved_id(citizen))
             db.add(identity)
             await db.flush()
         except IntegrityError:  # another process created it first
@@ -41,7 +42,7 @@ async def open_conversation(db: AsyncSession, channel: str, address: str) -> Con
     ).first()
     if conversation is None:
         conversation = Conversation(
-            id=uuid.uuid4().hex, citizen_id=identity.citizen_id, identity_id=identity.id, channel=channel
+            id=uuid.uuid4().hex, citizen_id=identity.citizen_id, identity_id=saved_id(identity), channel=channel
         )
         db.add(conversation)
     identity.last_seen_at = conversation.last_active_at = utcnow()

@@ -14,6 +14,7 @@ from sqlalchemy import JSON, Column, ForeignKeyConstraint, Index, UniqueConstrai
 from sqlmodel import Field, SQLModel
 
 from common.clock import utcnow
+from common.database import table_of
 from intents.store.models import (  # noqa: F401  (re-exported)
     Application,
     AppointmentSlot,
@@ -36,7 +37,7 @@ from intents.store.models import (  # noqa: F401  (re-exported)
 # The domain's rows name the citizen they belong to by id; the constraint (made by the migrations) is
 # declared by the side that owns citizens.
 for _domain_table in (Booking, Payment, PaymentOrder, QueueTicket, Application, Subscription, TopUp):
-    _domain_table.__table__.append_constraint(ForeignKeyConstraint(["citizen_id"], ["citizen.id"]))
+    table_of(_domain_table).append_constraint(ForeignKeyConstraint(["citizen_id"], ["citizen.id"]))
 
 
 # --- citizens and their conversations --------------------------------------------------------

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql
 
 from channels.sms.wire import CHANNEL as SMS
 from channels.wechat.wire import CHANNEL as WECHAT
-from gateway.db.engine import sync_engine
+from gateway.db.engine import sync_engine, table_of
 from gateway.db.models import (
     ChannelIdentity,
     Citizen,
@@ -238,7 +238,7 @@ def _existing(conn: Connection, column: Any, values: list[str], *where: Any) -> 
 
 
 def _write_residents(conn: Connection, chunk: list[Resident]) -> dict[str, int]:
-    citizen, identity, subscription = Citizen.__table__, ChannelIdentity.__table__, Subscription.__table__
+    citizen, identity, subscription = table_of(Citizen), table_of(ChannelIdentity), table_of(Subscription)
     known = _existing(conn, citizen.c.phone, [r.phone for r in chunk])
     new = [r for r in chunk if r.phone not in known]
     _insert(
@@ -273,22 +273,22 @@ def _write_residents(conn: Connection, chunk: list[Resident]) -> dict[str, int]:
 
 
 def _write_schools(conn: Connection, pool_size: int, seed: int) -> dict[str, int]:
-    school = School.__table__
+    school = table_of(School)
     if conn.execute(select(func.count()).select_from(school).where(school.c.id.in_([s[0] for s in SCHOOLS]))).scalar():
         return {}  # written once, in one transaction: present means complete
     rows = schools(pool_size, seed)
-    citizens = _existing(conn, Citizen.__table__.c.phone, [phone(i) for i in range(pool_size)])
+    citizens = _existing(conn, table_of(Citizen).c.phone, [phone(i) for i in range(pool_size)])
     guardians = [
         {"student_id": s, "citizen_id": citizens[phone(i)], "relation": relation, "verified": True}
         for s, i, relation in rows.guardians
         if phone(i) in citizens
     ]
     _insert(conn, school, rows.schools)
-    _insert(conn, SchoolClass.__table__, rows.classes)
+    _insert(conn, table_of(SchoolClass), rows.classes)
     for start in range(0, len(rows.students), CHUNK):
-        _insert(conn, Student.__table__, rows.students[start : start + CHUNK])
+        _insert(conn, table_of(Student), rows.students[start : start + CHUNK])
     for start in range(0, len(guardians), CHUNK):
-        _insert(conn, Guardian.__table__, guardians[start : start + CHUNK])
+        _insert(conn, table_of(Guardian), guardians[start : start + CHUNK])
     return {
         "schools": len(rows.schools),
         "classes": len(rows.classes),

@@ -4,16 +4,19 @@ payment or booking, and never duplicates a resident."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from gateway.db.engine import sync_engine
 from gateway.db.models import BankBranch, Cinema, Community, District, Hospital, UtilityAccount
 from gateway.db.people import DEFAULT_SEED, DEMO_RESIDENTS, seed_people
 from intents.city.pack import CityPack
 
+# The pack's rows; all but utility accounts are keyed by `id`.
+PackRow = District | Community | Hospital | Cinema | BankBranch | UtilityAccount
 
-def rows(pack: CityPack) -> list[SQLModel]:
-    out: list[SQLModel] = [District(id=d.id, name=d.name) for d in pack.districts]
+
+def rows(pack: CityPack) -> list[PackRow]:
+    out: list[PackRow] = [District(id=d.id, name=d.name) for d in pack.districts]
     out += [Community(id=c.id, name=c.name, district_id=c.district) for c in pack.communities]
     out += [
         Hospital(id=h.id, name=h.name, district_id=h.district, address=h.address, phone=h.phone) for h in pack.hospitals

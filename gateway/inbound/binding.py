@@ -21,6 +21,7 @@ from channels.base import InboundMessage, Outgoing, Reply
 from channels.sms.wire import SmsWire
 from gateway.config import Settings
 from gateway.db.conversations import citizen_for_phone
+from gateway.db.engine import saved_id
 from gateway.db.models import ChannelIdentity, Citizen, Conversation, utcnow
 from gateway.inbound.verification import CODE_RE, CODE_TTL_S, TOO_SOON, matches, new_code, send_code, wrong_try
 from gateway.logs import mask
@@ -96,7 +97,7 @@ class Binding:
             anonymous = Citizen()
             db.add(anonymous)
             await db.flush()
-            await self._move(db, channel, address, anonymous.id)
+            await self._move(db, channel, address, saved_id(anonymous))
         return LOGGED_OUT
 
     @staticmethod

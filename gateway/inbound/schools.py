@@ -31,6 +31,7 @@ from channels.base import InboundMessage, Outgoing, Reply, Wire
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.conversations import citizen_for_phone
+from gateway.db.engine import id_column
 from gateway.db.models import (
     Broadcast,
     BroadcastRecipient,
@@ -254,9 +255,9 @@ class Schools:
             .values(verified=True)
         )
         await db.commit()
-        student = await db.get(Student, student_id)
-        klass = await db.get(SchoolClass, student.class_id)
-        school = await db.get(School, klass.school_id)
+        student = await db.get_one(Student, student_id)
+        klass = await db.get_one(SchoolClass, student.class_id)
+        school = await db.get_one(School, klass.school_id)
         # The pipeline caches the address's citizen: drop it so the next turn sees the guardian.
         await self.state.set_json(f"conv:{message.channel}:{message.sender}", None, 1)
         return Pupil(student.id, student.name, school.name, klass.name)
@@ -273,7 +274,7 @@ class Schools:
             citizen_id = await citizen_for_phone(db, message.sender, message.channel)
         else:
             citizen_id = (await conversations.open_conversation(db, message.channel, message.sender)).citizen_id
-        return await db.get(Citizen, citizen_id)
+        return await db.get_one(Citizen, citizen_id)
 
     def _notice_channel(self, text: str) -> Wire | None:
         found = NOTICES_TO.match(text)
@@ -315,7 +316,7 @@ class Schools:
             ).all()
         )
         if self._by_phone(message):
-            ids |= set((await db.exec(select(col(Citizen.id)).where(col(Citizen.phone) == message.sender))).all())
+            ids |= set((await db.exec(select(id_column(Citizen)).where(col(Citizen.phone) == message.sender))).all())
         return sorted(i for i in ids if i is not None)
 
     async def acknowledge(self, message: InboundMessage) -> str | None:

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from channels.base import InboundMessage, OutboundRecord, Rendering, Reply, TurnResult, Wire
 from gateway.config import Settings
 from gateway.db import conversations
+from gateway.db.engine import saved_id
 from gateway.db.models import Message, utcnow
 from gateway.inbound.bridge import BotUnavailable, RasaBridge
 from gateway.logs import mask
@@ -165,7 +166,7 @@ class Turns:
                 return await self._answer(db, inbound, citizen_id, message, wire)
             if inbound is None or inbound.status == "received":
                 return TurnResult([Reply(IN_PROGRESS)], duplicate=True)
-            sent = await conversations.replies_to(db, inbound.id)
+            sent = await conversations.replies_to(db, saved_id(inbound))
             replies = [Reply(m.text, m.buttons or []) for m in sent]
             return TurnResult(
                 replies, conversation_id=inbound.conversation_id, duplicate=True, outbound=[_record(m) for m in sent]

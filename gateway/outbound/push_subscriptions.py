@@ -20,7 +20,7 @@ from channels.webchat.wire import CHANNEL as WEBCHAT
 from channels.webpush.sender import CHANNEL
 from channels.webpush.subscription import PushSubscription
 from channels.webpush.vapid import generate_private_key_pem
-from gateway.db.engine import dialect_insert
+from gateway.db.engine import dialect_insert, select_rows
 from gateway.db.models import ChannelIdentity, Citizen, WebPushSubscription, utcnow
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,11 @@ class SqlPushSubscriptions:
     async def subscribe(self, session: str, subscription: PushSubscription) -> bool:
         async with self.sessions() as db:
             citizen_id = (
-                await db.exec(
-                    select(ChannelIdentity.citizen_id).where(
+                await select_rows(
+                    db,
+                    select(col(ChannelIdentity.citizen_id)).where(
                         col(ChannelIdentity.channel) == WEBCHAT, col(ChannelIdentity.address) == session
-                    )
+                    ),
                 )
             ).scalar()
             if citizen_id is None:
@@ -67,10 +68,13 @@ class SqlPushSubscriptions:
             return None
         async with self.sessions() as db:
             row = (
-                await db.exec(
-                    select(WebPushSubscription.endpoint, WebPushSubscription.p256dh, WebPushSubscription.auth).where(
-                        col(WebPushSubscription.id) == int(key), col(WebPushSubscription.gone_at).is_(None)
-                    )
+                await select_rows(
+                    db,
+                    select(
+                        col(WebPushSubscription.endpoint),
+                        col(WebPushSubscription.p256dh),
+                        col(WebPushSubscription.auth),
+                    ).where(col(WebPushSubscription.id) == int(key), col(WebPushSubscription.gone_at).is_(None)),
                 )
             ).first()
         return PushSubscription(*row) if row is not None else None

@@ -17,6 +17,7 @@ from channels.sms.wire import SmsWire
 from gateway.batch import Batch
 from gateway.broadcast import render
 from gateway.config import Settings
+from gateway.db.engine import select_rows, table_of
 from gateway.db.models import Broadcast, BroadcastRecipient, ChannelIdentity, Citizen, utcnow
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 FELL_BACK = "已改发短信"  # the note kept on the row after the SMS goes starts so: staff see why it was SMS
 REPORTED = {"sent", "undelivered", "failed", "delivered"}  # what a recipient row records of a provider's report
 
-_recipients = BroadcastRecipient.__table__
+_recipients = table_of(BroadcastRecipient)
 # One row per sent message, executed for a whole batch at once. A status callback quick enough to
 # arrive first has already said "delivered": that row keeps it. The fallback note stays on the row.
 SENT = (
@@ -63,10 +64,11 @@ class RecipientRecords:
 
     async def _due_many(self, recipient_ids: list[int]) -> list[bool]:
         async with self.sessions() as db:
-            rows = await db.exec(
+            rows = await select_rows(
+                db,
                 select(col(BroadcastRecipient.id), col(BroadcastRecipient.status), col(Broadcast.status))
                 .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
-                .where(col(BroadcastRecipient.id).in_(set(recipient_ids)))
+                .where(col(BroadcastRecipient.id).in_(set(recipient_ids))),
             )
             due = {rid: status == "queued" and broadcast != "cancelled" for rid, status, broadcast in rows}
         return [due.get(rid, False) for rid in recipient_ids]
@@ -96,11 +98,12 @@ class RecipientRecords:
         async with self.sessions() as db:
             row = (
                 (
-                    await db.exec(
+                    await select_rows(
+                        db,
                         select(BroadcastRecipient).where(
                             col(BroadcastRecipient.provider_id) == update_.provider_id,
                             col(BroadcastRecipient.channel) == update_.channel,
-                        )
+                        ),
                     )
                 )
                 .scalars()
@@ -124,11 +127,12 @@ class RecipientRecords:
         another copy already switched it."""
         async with self.sessions() as db:
             found = (
-                await db.exec(
+                await select_rows(
+                    db,
                     select(BroadcastRecipient, Broadcast, Citizen)
                     .join(Broadcast, col(Broadcast.id) == col(BroadcastRecipient.broadcast_id))
                     .join(Citizen, col(Citizen.id) == col(BroadcastRecipient.citizen_id))
-                    .where(col(BroadcastRecipient.id) == recipient_id)
+                    .where(col(BroadcastRecipient.id) == recipient_id),
                 )
             ).first()
             if found is None:
@@ -141,10 +145,11 @@ class RecipientRecords:
             number = (
                 citizen.phone
                 or (
-                    await db.exec(
-                        select(func.min(ChannelIdentity.address)).where(
+                    await select_rows(
+                        db,
+                        select(func.min(col(ChannelIdentity.address))).where(
                             col(ChannelIdentity.citizen_id) == citizen.id, col(ChannelIdentity.channel) == phone.name
-                        )
+                        ),
                     )
                 ).scalar()
             )

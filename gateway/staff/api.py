@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.broadcast import service as engine
 from gateway.config import Settings
+from gateway.db.engine import saved_id
 from gateway.db.models import Broadcast, Community, District, School, SchoolClass, StaffSession, StaffUser
 from gateway.logs import mask
 from gateway.staff import accounts, audit
@@ -330,7 +331,7 @@ class StaffApi:
         # Hand the connection back while the hash waits its turn: a burst of sign-ins queued for
         # argon2 must not hold the pool that citizens' turns need.
         await db.commit()
-        if not await verify_password_async(user.password_hash if user else None, body.password):
+        if not await verify_password_async(user.password_hash if user else None, body.password) or user is None:
             ctx.staff = user
             ctx.record("login_failed", username, reason="bad_credentials")
             await db.commit()
@@ -478,7 +479,7 @@ class StaffApi:
 
     async def broadcast(self, ctx: Ctx) -> web.Response:
         broadcast = await self._city_broadcast(ctx)
-        progress = await engine.progress(ctx.db, broadcast.id)
+        progress = await engine.progress(ctx.db, saved_id(broadcast))
         ids = {broadcast.created_by, broadcast.approved_by} - {None}
         names = await ctx.db.exec(select(StaffUser.id, StaffUser.display_name).where(col(StaffUser.id).in_(ids)))
         staff = {str(staff_id): name for staff_id, name in names}
@@ -487,24 +488,24 @@ class StaffApi:
     async def recipients(self, ctx: Ctx) -> web.Response:
         q: s.RecipientsQuery = ctx.query
         broadcast = await self._city_broadcast(ctx)
-        rows = await engine.recipients(ctx.db, broadcast.id, status=q.status, offset=q.offset, limit=q.limit)
+        rows = await engine.recipients(ctx.db, saved_id(broadcast), status=q.status, offset=q.offset, limit=q.limit)
         return json_response({"recipients": rows, "offset": q.offset, "limit": q.limit})
 
     async def approve(self, ctx: Ctx) -> web.Response:
         broadcast = await self._city_broadcast(ctx)
-        broadcast = await engine.approve(ctx.db, ctx.me, broadcast.id)
+        broadcast = await engine.approve(ctx.db, ctx.me, saved_id(broadcast))
         ctx.record("broadcast_approve", f"broadcast:{broadcast.id}", title=broadcast.title)
         return out(s.BroadcastEnvelope, broadcast=_broadcast(broadcast))
 
     async def cancel(self, ctx: Ctx) -> web.Response:
         broadcast = await self._city_broadcast(ctx)
-        broadcast = await engine.cancel(ctx.db, ctx.me, broadcast.id)
+        broadcast = await engine.cancel(ctx.db, ctx.me, saved_id(broadcast))
         ctx.record("broadcast_cancel", f"broadcast:{broadcast.id}", title=broadcast.title)
         return out(s.BroadcastEnvelope, broadcast=_broadcast(broadcast))
 
     async def retry_failed(self, ctx: Ctx) -> web.Response:
         broadcast = await self._city_broadcast(ctx)
-        count = await engine.retry_failed(ctx.db, ctx.me, broadcast.id)
+        count = await engine.retry_failed(ctx.db, ctx.me, saved_id(broadcast))
         ctx.record("broadcast_retry", f"broadcast:{broadcast.id}", count=count)
         return out(s.RetriedOut, retried=count)
 
@@ -574,14 +575,14 @@ class StaffApi:
     async def notice(self, ctx: Ctx) -> web.Response:
         q: s.RecipientsQuery = ctx.query
         notice = await self._notice(ctx)
-        progress = await engine.progress(ctx.db, notice.id)
-        rows = await engine.recipients(ctx.db, notice.id, status=q.status, offset=q.offset, limit=q.limit)
+        progress = await engine.progress(ctx.db, saved_id(notice))
+        rows = await engine.recipients(ctx.db, saved_id(notice), status=q.status, offset=q.offset, limit=q.limit)
         payload = {"notice": _broadcast(notice).model_dump(mode="json"), "progress": progress, "recipients": rows}
         return json_response(payload)
 
     async def remind(self, ctx: Ctx) -> web.Response:
         notice = await self._notice(ctx)
-        count = await engine.remind(ctx.db, self.settings, ctx.me, notice.id)
+        count = await engine.remind(ctx.db, self.settings, ctx.me, saved_id(notice))
         ctx.record("notice_remind", f"notice:{notice.id}", count=count)
         return out(s.RemindedOut, reminded=count)
 
@@ -604,8 +605,9 @@ class StaffApi:
         return web.FileResponse(index, headers=headers)
 
     async def unknown(self, request: web.Request) -> web.Response:
+        here = request.match_info.route.resource  # the catch-all that matched: always set
         for resource in request.app.router.resources():
-            if resource.canonical == request.match_info.route.resource.canonical:
+            if here is not None and resource.canonical == here.canonical:
                 continue
             match, allowed = await resource.resolve(request)
             if match is None and allowed:

@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.addresses import client_address as client_address  # re-exported: the staff API reads it here
 from common.addresses import subscriber
+from gateway.db.engine import saved_id
 from gateway.db.models import StaffSession, StaffUser, utcnow
 from gateway.staff.accounts import ROLE_NAMES
 from gateway.staff.errors import ApiError, forbidden, unauthenticated
@@ -59,7 +60,7 @@ async def open_session(db: AsyncSession, staff: StaffUser, ip: str | None) -> tu
     )
     session = StaffSession(
         token_hash=token_hash(token),
-        staff_id=staff.id,
+        staff_id=saved_id(staff),
         csrf_token=secrets.token_urlsafe(32),
         ip=ip,
         created_at=now,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.staff.auth import COOKIE, CSRF_HEADER
 from gateway.staff.schemas import ErrorOut
@@ -59,8 +59,10 @@ class Endpoint:
         return self.method.lower() + "_" + re.sub(r"[^A-Za-z0-9]+", "_", words).strip("_")
 
 
-def _schemas(endpoints: Sequence[Endpoint]) -> tuple[dict[tuple[type[BaseModel], str], dict], dict[str, Any]]:
-    models: list[tuple[type[BaseModel], str]] = [(ErrorOut, "serialization")]
+def _schemas(
+    endpoints: Sequence[Endpoint],
+) -> tuple[dict[tuple[type[BaseModel], JsonSchemaMode], dict], dict[str, Any]]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorOut, "serialization")]
     for e in endpoints:
         if e.body is not None:
             models.append((e.body, "validation"))
@@ -68,13 +70,13 @@ def _schemas(endpoints: Sequence[Endpoint]) -> tuple[dict[tuple[type[BaseModel],
             models.append((e.response, "serialization"))
     unique = list(dict.fromkeys(models))
     refs, top = models_json_schema(unique, ref_template="#/components/schemas/{model}")
-    return refs, top.get("$defs", {})
+    return {model: refs[model] for model in unique}, top.get("$defs", {})
 
 
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params = []
     for name, pattern in _PARAM.findall(endpoint.path):
-        schema = {"type": "integer"} if pattern == r"\d+" else {"type": "string"}
+        schema: dict[str, Any] = {"type": "integer"} if pattern == r"\d+" else {"type": "string"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if endpoint.query is not None:
         schema = endpoint.query.model_json_schema()
@@ -87,7 +89,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(endpoint: Endpoint, refs: dict[tuple[type[BaseModel], str], dict]) -> dict[str, Any]:
+def _operation(endpoint: Endpoint, refs: dict[tuple[type[BaseModel], JsonSchemaMode], dict]) -> dict[str, Any]:
     error = {"application/json": {"schema": refs[(ErrorOut, "serialization")]}}
     op: dict[str, Any] = {
         "operationId": endpoint.operation_id,
@@ -128,8 +130,8 @@ def _operation(endpoint: Endpoint, refs: dict[tuple[type[BaseModel], str], dict]
         wanted.append("404")
     if endpoint.method == "POST":
         wanted += ["409", "413"]
-    for status in wanted:
-        responses.setdefault(status, {"description": ERRORS[status], "content": error})
+    for code in wanted:
+        responses.setdefault(code, {"description": ERRORS[code], "content": error})
     if endpoint.path.endswith("/login"):
         responses["401"] = {"description": "用户名或密码错误（code: login_failed）", "content": error}
         responses["403"] = {"description": "账号已停用（code: disabled）", "content": error}

@@ -271,7 +271,14 @@ class CityPack(BaseModel):
         hospitals, films = {h.id for h in self.hospitals}, {f.id for f in self.films}
         halls = {c.id: {h.id for h in c.halls} for c in self.cinemas}
         periods = {p.id for p in self.appointment.periods}
-        for item in [*self.communities, *self.bus_stops, *self.hospitals, *self.cinemas, *self.bank_branches]:
+        located: list[Community | BusStop | Hospital | Cinema | BankBranch] = [
+            *self.communities,
+            *self.bus_stops,
+            *self.hospitals,
+            *self.cinemas,
+            *self.bank_branches,
+        ]
+        for item in located:
             if item.district not in districts:
                 problems.append(f"{item.id}: unknown district {item.district}")
         for line in self.bus_lines:

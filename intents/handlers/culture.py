@@ -7,6 +7,7 @@ from datetime import date
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from common.database import saved_id
 from intents import limits, lookup
 from intents.capacity import capacity_row, take
 from intents.handlers.refs import insert_with_ref, yuan
@@ -106,7 +107,7 @@ async def _sell(db: AsyncSession, ctx: Context, screening: Screening, count: int
         left = limits.TICKETS_PER_SCREENING - held
         words = PER_SCREENING if left > 0 else PER_SCREENING_FULL
         raise LimitReached(words.format(limit=limits.TICKETS_PER_SCREENING, held=held, left=left))
-    return await take(db, Screening.sold, screening.id, count)
+    return await take(db, col(Screening.sold), saved_id(screening), count)
 
 
 async def book_tickets(service: Service, ctx: Context) -> Answer:

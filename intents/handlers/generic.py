@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.clock import utcnow
+from common.database import saved_id
 from intents import limits
 from intents.capacity import capacity_row, give_back, take
 from intents.city.tables import Record
@@ -157,7 +158,7 @@ async def _take_resource(db: AsyncSession, ctx: Context, service: Service, slot:
                 day=day, count=len(held), service=service.name, refs=refs, limit=limits.BOOKINGS_PER_SERVICE_DAY
             )
         )
-    return await take(db, ResourceSlot.booked, slot.id)
+    return await take(db, col(ResourceSlot.booked), saved_id(slot))
 
 
 async def booking(service: Service, ctx: Context) -> Answer:
@@ -224,7 +225,7 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
             return Answer(f"没有找到您名下的预约 {ref}，请核对后重试。")
         entry.status, entry.cancelled_at = "cancelled", utcnow()
         db.add(entry)
-        await give_back(db, ResourceSlot.booked, entry.resource_slot_id)
+        await give_back(db, col(ResourceSlot.booked), entry.resource_slot_id)
         await db.commit()
     return Answer(f"已为您取消预约 {ref}（{entry.details['place']}）。")
 

@@ -8,6 +8,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.clock import utcnow
+from common.database import saved_id
 from intents import limits
 from intents.availability import alternatives, appointment_slot
 from intents.capacity import give_back, take
@@ -37,7 +38,7 @@ ONE_A_DAY = (
 
 async def _take_place(db: AsyncSession, slot_id: int) -> int | None:
     """One place of a clinic half-day; the queue number, or None when it is full."""
-    return await take(db, AppointmentSlot.booked, slot_id)
+    return await take(db, col(AppointmentSlot.booked), slot_id)
 
 
 async def _take_own_place(db: AsyncSession, ctx: Context, slot: AppointmentSlot) -> int | None:
@@ -64,7 +65,7 @@ async def _take_own_place(db: AsyncSession, ctx: Context, slot: AppointmentSlot)
                 day=f"{day.month}月{day.day}日", hospital=d["hospital"], department=d["department"], ref=held[0].ref
             )
         )
-    return await _take_place(db, slot.id)
+    return await _take_place(db, saved_id(slot))
 
 
 async def book_appointment(service: Service, ctx: Context) -> Answer:
@@ -139,7 +140,7 @@ async def cancel_appointment(service: Service, ctx: Context) -> Answer:
             return Answer(f"没有找到您名下待就诊的预约号 {ref}，请核对后重试。")
         booking.status, booking.cancelled_at = "cancelled", utcnow()
         db.add(booking)
-        await give_back(db, AppointmentSlot.booked, booking.slot_id)
+        await give_back(db, col(AppointmentSlot.booked), booking.slot_id)
         await db.commit()
     d = booking.details
     return Answer(f"已为您取消预约 {ref}：{d['hospital']} {d['department']} {d['date']}。号源已释放。")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -22,11 +22,31 @@ def yuan(fen: int) -> str:
     return f"{fen / 100:.2f}"
 
 
+@overload
 async def insert_with_ref(
     sessions: async_sessionmaker[AsyncSession],
     prefix: str,
     now: datetime,
-    build: Callable[[str, int | None], T],
+    build: Callable[[str, None], T],
+    take: None = None,
+) -> T: ...
+
+
+@overload
+async def insert_with_ref(
+    sessions: async_sessionmaker[AsyncSession],
+    prefix: str,
+    now: datetime,
+    build: Callable[[str, int], T],
+    take: Callable[[AsyncSession], Awaitable[int | None]],
+) -> T | None: ...
+
+
+async def insert_with_ref(
+    sessions: async_sessionmaker[AsyncSession],
+    prefix: str,
+    now: datetime,
+    build: Callable[[str, Any], T],
     take: Callable[[AsyncSession], Awaitable[int | None]] | None = None,
 ) -> T | None:
     """Insert build(ref, taken): a row carrying a new random reference. With `take`, first take
