@@ -461,26 +461,17 @@ async def _period_paid(sessions: async_sessionmaker[AsyncSession], order: Paymen
         return found.first() is not None
 
 
-async def cancel_paid_booking(db: AsyncSession, booking: Booking) -> int:
-    """In the caller's cancelling transaction: a paid booking's money is to go back. The amount to be
-    refunded in fen (0 when nothing was paid); the caller sends the refund after committing."""
+async def cancel_paid_booking(db: AsyncSession, booking: Booking) -> PaymentOrder | None:
+    """In the caller's cancelling transaction: a paid booking's money is to go back. Its paid order
+    (None when nothing was paid); the caller sends the refund (send_refund) after committing."""
     order = (
         await db.exec(
             select(PaymentOrder).where(PaymentOrder.booking_id == booking.id, PaymentOrder.status == "paid")
         )
     ).first()
-    if order is None:
-        return 0
-    await request_refund(db, order.out_trade_no, "市民取消，退回款项")
-    return order.amount_fen
-
-
-async def paid_order_of(sessions: async_sessionmaker[AsyncSession], booking_id: int) -> str | None:
-    async with sessions() as db:
-        found = await db.exec(
-            select(PaymentOrder.out_trade_no).where(PaymentOrder.booking_id == booking_id, PaymentOrder.status == "paid")
-        )
-        return found.first()
+    if order is None or not await request_refund(db, order.out_trade_no, "市民退票，退回款项"):
+        return None
+    return order
 
 
 async def sweep(

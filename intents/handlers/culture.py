@@ -4,7 +4,7 @@ provider's verified notification (intents.payments); a hold not paid in time giv
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,7 +16,7 @@ from intents.capacity import capacity_row, take
 from intents.handlers.refs import insert_with_ref, yuan
 from intents.limits import LimitReached
 from intents.ports import PORTS, PaymentUnavailable
-from intents.runtime import Answer, Context, button
+from intents.runtime import Answer, Context, button, cancel_offer
 from intents.services import Service
 from intents.store.models import Booking, Screening
 
@@ -212,3 +212,49 @@ async def _let_go(ctx: Context, booking: Booking) -> None:
             db.add(held)
             await pay.give_places_back(db, held)
             await db.commit()
+
+
+# --- refunds --------------------------------------------------------------------------------------
+
+
+def _ticket_line(booking: Booking) -> str:
+    d = booking.details
+    return f"《{d['film']}》 {d['cinema']} {d['date'][5:]} {d['time']}"
+
+
+async def refund_tickets(service: Service, ctx: Context) -> Answer:
+    """退票: a paid ticket before its showing is cancelled, its seats go back, and its money is refunded
+    through the payment provider; the citizen is told again when the refund arrives."""
+    ref = ctx.slot("ref_no")
+    async with ctx.sessions() as db:
+        mine = select(Booking).where(
+            Booking.citizen_id == ctx.citizen_id, Booking.service_id == "movie_ticket_booking"
+        )
+        if not ref:
+            active = (await db.exec(mine.where(Booking.status == "confirmed").order_by(col(Booking.id)))).all()
+            if not active:
+                return Answer("您目前没有可以退的电影票。")
+            if len(active) == 1:
+                what = f"您有一笔电影票订单：{_ticket_line(active[0])}，{active[0].quantity}张"
+                return cancel_offer(what, active[0].ref, service.intent, "ref_no", "订单号")
+            buttons = [button(_ticket_line(b), service.intent, ref_no=b.ref) for b in active]
+            return Answer("您有以下电影票订单，请选择要退的一笔：", buttons)
+        booking = (await db.exec(mine.where(Booking.ref == ref))).first()
+        if booking is None or booking.status == "cancelled":
+            return Answer(f"没有找到您名下可退的电影票订单 {ref}，请核对订单号后重试。")
+        if booking.status == "held":
+            return Answer(f"订单 {ref} 还没有支付，无需退票；超时未支付会自动取消并释放座位。")
+        d = booking.details
+        if datetime.fromisoformat(f"{d['date']}T{d['time']}") <= ctx.now:
+            return Answer(f"订单 {ref} 的场次已经开映，不能退票了。", refused=True)
+        booking.status, booking.cancelled_at = "cancelled", utcnow()
+        db.add(booking)
+        await pay.give_places_back(db, booking)
+        refund = await pay.cancel_paid_booking(db, booking)
+        await db.commit()
+    text = f"已为您退票 {ref}：{_ticket_line(booking)}，{booking.quantity}张，座位已释放。"
+    if refund is None:
+        return Answer(text)
+    if PORTS.payments is not None:  # otherwise, and if the provider is down, the periodic sweep asks
+        await pay.send_refund(ctx.sessions, PORTS.payments, refund.out_trade_no)
+    return Answer(f"{text}\n票款 {yuan(refund.amount_fen)} 元将原路退回您的微信支付账户，到账后会通知您。")

@@ -1,4 +1,4 @@
-"""Cinema tickets paid through the payment provider, on the domain alone against a real database
+"""Cinema tickets paid through the payment provider, and refunded when the citizen returns them, on the domain alone against a real database
 (SQLite and PostgreSQL) and an in-memory provider (intents/tests/provider.py): a ticket is issued only
 when its payment is settled, once however often the provider repeats itself; an unpaid hold expires and
 gives its seats back (asked of the provider first, so a paid order is never closed); money that came in
@@ -15,7 +15,7 @@ from sqlmodel import col, select
 from intents import payments, ports
 from intents.store.models import Booking, PaymentOrder, Screening
 from intents.tests.provider import Provider
-from intents.tests.test_limits import sessions, tickets  # noqa: F401  # the database fixture, per backend
+from intents.tests.test_limits import ask, sessions, tickets  # noqa: F401  # the database fixture, per backend
 
 
 @pytest.fixture
@@ -154,3 +154,40 @@ async def test_without_a_payment_provider_tickets_are_not_sold(sessions, monkeyp
     monkeypatch.setattr(ports.PORTS, "payments", None)
     answer = await tickets(sessions, 1, 2)
     assert answer.refused and "在线支付暂时不可用" in answer.text and await sold(sessions) == 0
+
+
+async def paid_tickets(sessions, provider: Provider, citizen_id: int, count: int) -> Booking:  # noqa: F811
+    await tickets(sessions, citizen_id, count)
+    held = await booking(sessions)
+    async with sessions() as db:
+        order = (await db.exec(select(PaymentOrder).where(PaymentOrder.booking_id == held.id))).one()
+    await payments.settle(sessions, order.out_trade_no, provider.pay(order.out_trade_no), datetime.now(UTC))
+    return await booking(sessions, held.ref)
+
+
+async def test_a_returned_ticket_gives_its_seats_back_and_its_money_is_refunded(sessions, provider):  # noqa: F811
+    ticket = await paid_tickets(sessions, provider, 1, 2)
+    offer = await ask(sessions, "movie_ticket_refund", 1)  # which one: the only one, offered
+    assert offer.offer and ticket.ref in offer.text and "确认" in offer.text
+    assert (await booking(sessions, ticket.ref)).status == "confirmed"
+
+    answer = await ask(sessions, "movie_ticket_refund", 1, ref_no=ticket.ref)
+    assert f"已为您退票 {ticket.ref}" in answer.text and "90.00 元将原路退回" in answer.text
+    assert (await booking(sessions, ticket.ref)).status == "cancelled" and await sold(sessions) == 0
+    order = await only_order(sessions)
+    assert order.refund_status == "processing" and list(provider.refunds.values()) == [
+        (order.out_trade_no, order.amount_fen)
+    ]
+    again = await ask(sessions, "movie_ticket_refund", 1, ref_no=ticket.ref)
+    assert "没有找到" in again.text and len(provider.refunds) == 1  # returned once, refunded once
+
+
+async def test_only_the_citizens_own_paid_ticket_can_be_returned(sessions, provider):  # noqa: F811
+    ticket = await paid_tickets(sessions, provider, 1, 1)
+    someone_else = await ask(sessions, "movie_ticket_refund", 2, ref_no=ticket.ref)
+    assert "没有找到" in someone_else.text and (await booking(sessions, ticket.ref)).status == "confirmed"
+    assert "没有可以退的电影票" in (await ask(sessions, "movie_ticket_refund", 2)).text
+    await tickets(sessions, 3, 1)
+    unpaid = await booking(sessions)
+    answer = await ask(sessions, "movie_ticket_refund", 3, ref_no=unpaid.ref)
+    assert "还没有支付" in answer.text and provider.refunds == {}
