@@ -209,7 +209,9 @@ class PaymentNotifications:
         if (paid.mchid, paid.appid, paid.total_fen) != (self.config.mchid, self.config.appid, order.amount_fen):
             await self.herald.audit("payment.mismatch", paid.out_trade_no, {"total_fen": paid.total_fen})
             return self._fail(400, "merchant or amount does not match the order")
-        outcome = await orders.settle(self.sessions, paid.out_trade_no, paid.transaction_id or "", paid.success_time or utcnow())
+        outcome = await orders.settle(
+            self.sessions, paid.out_trade_no, paid.transaction_id or "", paid.success_time or utcnow()
+        )
         if outcome is not None:  # None: already settled, a repeated notification
             await self.herald.outcome(outcome, self.payments)
         return web.Response(status=204)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,7 +28,15 @@ from intents.ports import Payments, PaymentUnavailable
 from intents.runtime import now as local_now
 from intents.runtime import pack
 from intents.settings import get_settings
-from intents.store.models import AppointmentSlot, Booking, Payment, PaymentOrder, ResourceSlot, Screening, UtilityAccount
+from intents.store.models import (
+    AppointmentSlot,
+    Booking,
+    Payment,
+    PaymentOrder,
+    ResourceSlot,
+    Screening,
+    UtilityAccount,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +184,11 @@ async def open_bill_order(
 
 
 async def open_booking_order(
-    sessions: async_sessionmaker[AsyncSession], payments: Payments, booking: Booking, expires_at: datetime, description: str
+    sessions: async_sessionmaker[AsyncSession],
+    payments: Payments,
+    booking: Booking,
+    expires_at: datetime,
+    description: str,
 ) -> PayLink | Settled:
     """A link to pay a held booking, payable until the hold ends."""
 
@@ -214,14 +227,18 @@ async def _mark_closed(sessions: async_sessionmaker[AsyncSession], out_trade_no:
         await db.commit()
 
 
+def _counter(column: Any) -> InstrumentedAttribute:
+    return column  # SQLModel types a mapped column as its value (int); at runtime it is the attribute
+
+
 async def give_places_back(db: AsyncSession, booking: Booking) -> None:
     """The places a booking held, back to their half-day or screening (in the caller's transaction)."""
     if booking.screening_id is not None:
-        await give_back(db, Screening.sold, booking.screening_id, booking.quantity)
+        await give_back(db, _counter(Screening.sold), booking.screening_id, booking.quantity)
     if booking.slot_id is not None:
-        await give_back(db, AppointmentSlot.booked, booking.slot_id)
+        await give_back(db, _counter(AppointmentSlot.booked), booking.slot_id)
     if booking.resource_slot_id is not None:
-        await give_back(db, ResourceSlot.booked, booking.resource_slot_id)
+        await give_back(db, _counter(ResourceSlot.booked), booking.resource_slot_id)
 
 
 async def _release(sessions: async_sessionmaker[AsyncSession], out_trade_no: str) -> Released | None:
@@ -465,18 +482,14 @@ async def cancel_paid_booking(db: AsyncSession, booking: Booking) -> PaymentOrde
     """In the caller's cancelling transaction: a paid booking's money is to go back. Its paid order
     (None when nothing was paid); the caller sends the refund (send_refund) after committing."""
     order = (
-        await db.exec(
-            select(PaymentOrder).where(PaymentOrder.booking_id == booking.id, PaymentOrder.status == "paid")
-        )
+        await db.exec(select(PaymentOrder).where(PaymentOrder.booking_id == booking.id, PaymentOrder.status == "paid"))
     ).first()
     if order is None or not await request_refund(db, order.out_trade_no, "市民退票，退回款项"):
         return None
     return order
 
 
-async def sweep(
-    sessions: async_sessionmaker[AsyncSession], payments: Payments, batch: int = 50
-) -> list[Outcome]:
+async def sweep(sessions: async_sessionmaker[AsyncSession], payments: Payments, batch: int = 50) -> list[Outcome]:
     """The periodic job: close orders whose time is up (each asked of the provider first, so a paid
     one is settled, not closed) and ask again for refunds the provider has not accepted yet. What it
     came to, for the caller to tell; an Unserved one's refund is the caller's to send."""

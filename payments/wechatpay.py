@@ -195,7 +195,9 @@ class WeChatPayClient:
         if status != 204:
             raise self._error("close", status, body)
 
-    async def refund(self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str) -> RefundReport:
+    async def refund(
+        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
+    ) -> RefundReport:
         """Ask for (part of) a paid order's money back to the payer; the same out_refund_no again is the
         same refund. Its outcome arrives as a REFUND.* notification."""
         status, body = await self._call(

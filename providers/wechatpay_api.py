@@ -406,7 +406,13 @@ class LocalWeChatPay(LocalServer):
         reason = body.get("reason") if isinstance(body.get("reason"), str) else None
         created = datetime.now(UTC)
         entry = Refund(
-            out_refund_no, f"5030{created:%Y%m%d}{secrets.randbelow(10**18):018d}", order, refund, notify_url, reason, created
+            out_refund_no,
+            f"5030{created:%Y%m%d}{secrets.randbelow(10**18):018d}",
+            order,
+            refund,
+            notify_url,
+            reason,
+            created,
         )
         self.refunds[out_refund_no] = entry
         order.trade_state = "REFUND"
@@ -420,7 +426,8 @@ class LocalWeChatPay(LocalServer):
         found = [
             o
             for o in self.orders.values()
-            if (out_trade_no and o.out_trade_no == out_trade_no) or (transaction_id and o.transaction_id == transaction_id)
+            if (out_trade_no and o.out_trade_no == out_trade_no)
+            or (transaction_id and o.transaction_id == transaction_id)
         ]
         if not found:
             raise ApiError(404, "RESOURCE_NOT_EXISTS", "no such order (out_trade_no or transaction_id)")

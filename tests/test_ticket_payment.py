@@ -140,3 +140,18 @@ async def test_a_payment_for_a_closed_order_is_refunded_and_the_refund_told(http
 
 async def told_any(phone: Phone, words: str) -> bool:
     return any(words in m["body"] for m in await phone.inbox())
+
+
+async def test_a_returned_ticket_is_refunded_and_the_refund_told(http, stack):
+    phone = Phone(http, stack)
+    ref, _link = await hold_tickets(phone)
+    before, order = sold(stack, ref), order_of(stack, ref)
+    await control(http, stack, "pay", order.out_trade_no)
+    await told(phone, "购票成功！")
+    offer = await phone.say("我要退电影票")
+    assert ref in offer and "确认" in offer, offer
+    returned = await phone.say("确认")
+    assert f"已为您退票 {ref}" in returned and "原路退回" in returned, returned
+    assert booking(stack, ref).status == "cancelled" and sold(stack, ref) == before - 2
+    (arrived,) = await told(phone, "退款已到账")
+    assert ref in arrived and order_of(stack, ref).refund_status == "success"

@@ -187,7 +187,11 @@ async def _book(service: Service, ctx: Context, showing, count: int) -> Answer:
     description = f"{ctx.pack.city.name}电影票 {ctx.slot('film')} {count}张"[:127]
     try:
         link = await pay.open_booking_order(
-            ctx.sessions, PORTS.payments, booking, pay.expiry(), description  # type: ignore[arg-type]
+            ctx.sessions,
+            PORTS.payments,
+            booking,
+            pay.expiry(),
+            description,  # type: ignore[arg-type]
         )
     except PaymentUnavailable:
         await _let_go(ctx, booking)
@@ -227,9 +231,7 @@ async def refund_tickets(service: Service, ctx: Context) -> Answer:
     through the payment provider; the citizen is told again when the refund arrives."""
     ref = ctx.slot("ref_no")
     async with ctx.sessions() as db:
-        mine = select(Booking).where(
-            Booking.citizen_id == ctx.citizen_id, Booking.service_id == "movie_ticket_booking"
-        )
+        mine = select(Booking).where(Booking.citizen_id == ctx.citizen_id, Booking.service_id == "movie_ticket_booking")
         if not ref:
             active = (await db.exec(mine.where(Booking.status == "confirmed").order_by(col(Booking.id)))).all()
             if not active:

@@ -62,7 +62,10 @@ async def test_a_ticket_is_held_with_a_pay_link_and_issued_only_when_paid(sessio
     transaction = provider.pay(order.out_trade_no)
     settled = await payments.settle(sessions, order.out_trade_no, transaction, datetime.now(UTC))
     assert isinstance(settled, payments.Settled)
-    assert settled.notice.text.startswith(f"购票成功！订单号 {held.ref}") and held.details["seats"][0] in settled.notice.text
+    assert (
+        settled.notice.text.startswith(f"购票成功！订单号 {held.ref}")
+        and held.details["seats"][0] in settled.notice.text
+    )
     assert (await booking(sessions)).status == "confirmed"
     # the provider repeats its notification: nothing more happens, nobody is told twice
     assert await payments.settle(sessions, order.out_trade_no, transaction, datetime.now(UTC)) is None
