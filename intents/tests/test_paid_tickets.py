@@ -194,3 +194,15 @@ async def test_only_the_citizens_own_paid_ticket_can_be_returned(sessions, provi
     unpaid = await booking(sessions)
     answer = await ask(sessions, "movie_ticket_refund", 3, ref_no=unpaid.ref)
     assert "还没有支付" in answer.text and provider.refunds == {}
+
+
+async def test_a_ticket_whose_showing_has_begun_is_not_refunded(sessions, provider):  # noqa: F811
+    ticket = await paid_tickets(sessions, provider, 1, 1)
+    async with sessions() as db:  # the showing was yesterday
+        shown = await db.get(Booking, ticket.id)
+        shown.details = {**shown.details, "date": "2026-11-24"}
+        db.add(shown)
+        await db.commit()
+    answer = await ask(sessions, "movie_ticket_refund", 1, ref_no=ticket.ref)
+    assert answer.refused and "已经开映" in answer.text
+    assert (await booking(sessions, ticket.ref)).status == "confirmed" and provider.refunds == {}
