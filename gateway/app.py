@@ -27,7 +27,7 @@ from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
 from gateway.outbound.push_subscriptions import SqlPushSubscriptions
-from gateway.payments import PaymentNotifications, merchant_config
+from gateway.payments import PaymentNotifications, PaymentSweeper, merchant_config
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from gateway.webchat import session_ids
@@ -130,14 +130,22 @@ async def _resources(app: web.Application):
                     settings.wechat_token, c.messaging.intake, settings.wechat_app_id or "", settings.wechat_aes_key
                 ).routes()
             )
+        sweeper: PaymentSweeper | None = None
         if (config := merchant_config(settings)) is not None:
-            client = WeChatPayClient(config)
-            app.router.add_routes(PaymentNotifications(config, client, c.sessions, c.messaging).routes())
+            notifications = PaymentNotifications(config, WeChatPayClient(config), c.sessions, c.messaging)
+            app.router.add_routes(notifications.routes())
+            sweeper = PaymentSweeper(notifications.payments, notifications.herald, settings.payment_sweep_s)
         if settings.dispatch_in_process:
             c.messaging.start_workers()
         app[ENGINE], app[STATE], app[BRIDGE], app[TURNS] = c.engine, c.state, c.bridge, c.turns
         app[MESSAGING] = c.messaging
-        yield
+        sweeping = asyncio.create_task(sweeper.run()) if sweeper is not None else None
+        try:
+            yield
+        finally:
+            if sweeper is not None and sweeping is not None:
+                sweeper.stop()
+                await sweeping
 
 
 def webpush_channel(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> WebPushChannel | None:

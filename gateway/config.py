@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     webpush_push_hosts: str = "fcm.googleapis.com,push.services.mozilla.com,notify.windows.com,push.apple.com"
     webpush_local_origin: str | None = None  # http://host:port of a local push service (providers/) also accepted
 
-    # WeChat Pay API v3 (Native payments) for utility bills: off without a merchant id, except that `run`
+    # WeChat Pay API v3 (Native payments, refunds) for utility bills and cinema tickets: off without a merchant id, except that `run`
     # then starts the local WeChat Pay server with demo keys. A bill is paid only by its verified notification.
     wechatpay_mchid: str | None = None
     wechatpay_appid: str | None = None
@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     wechatpay_notify_url: str | None = None  # default: the public base URL + /payments/wechatpay/notify
     payment_ttl_min: int = 30  # how long a pay link can be paid (the domain reads the same variable)
+    payment_sweep_s: float = 60.0  # how often unpaid orders past their time are closed (seats given back)
 
     # `run` starts local provider servers for providers without credentials (the demo).
     local_providers: bool = True

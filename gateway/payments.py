@@ -1,13 +1,21 @@
-"""Bill payments through WeChat Pay: the client built from the settings, the domain's Payments port over
-it, and the notification endpoint that alone settles a bill.
+"""Payments through WeChat Pay (bills, cinema tickets): the client built from the settings, the domain's
+Payments port over it, the notification endpoint that alone settles an order, and the periodic sweep
+that closes unpaid orders.
 
-    POST /payments/wechatpay/notify   WeChat Pay's payment notification: the signature is verified and the
-    transaction decrypted by the client library; its merchant and amount must match the order. Settling
-    is idempotent (a repeated notification answers 204 and changes nothing); the citizen is then told on
-    the channel they asked on. A notification that does not verify is refused (401) and pays nothing."""
+    POST /payments/wechatpay/notify   WeChat Pay's payment and refund notifications: the signature is
+    verified and the resource decrypted by the client library; a payment's merchant and amount must match
+    the order. Settling is idempotent (a repeated notification answers 204 and changes nothing); the
+    citizen is then told on the channel they asked on. A payment that can serve nothing (its order closed
+    first) is refunded at once. A notification that does not verify is refused (401) and pays nothing.
+
+The sweep (PaymentSweeper, every CITYGW_PAYMENT_SWEEP_S) asks WeChat Pay about each order past its time
+before closing it (a paid one is settled instead), gives a closed order's held seats back, and asks again
+for refunds WeChat Pay has not accepted yet."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,13 +28,19 @@ from channels.base import Outgoing, Reply
 from channels.webchat.handler import topic
 from common.clock import utcnow
 from gateway.config import Settings
-from gateway.db.models import AuditLog, ChannelIdentity, Conversation, UtilityAccount
+from gateway.db.models import AuditLog, ChannelIdentity, Conversation
 from gateway.messaging import Messaging, public_url
 from gateway.outbound.refs import NoticeRef
-from intents import payments as bills
+from intents import payments as orders
 from intents.ports import ClosedOrder, PaymentUnavailable
-from intents.runtime import pack
-from payments.wechatpay import MerchantConfig, NotificationRejected, PaymentError, WeChatPayClient
+from payments.wechatpay import (
+    MerchantConfig,
+    NotificationRejected,
+    PaymentError,
+    RefundReport,
+    Transaction,
+    WeChatPayClient,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +100,71 @@ class WeChatPayPayments:
                 return ClosedOrder(False)
             raise PaymentUnavailable(str(exc)) from exc
 
+    async def refund(self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str) -> str:
+        try:
+            return (await self.client.refund(out_trade_no, out_refund_no, refund_fen, total_fen, reason)).status
+        except PaymentError as exc:
+            log.warning("WeChat Pay refund %s not accepted: %s", out_refund_no, exc)
+            raise PaymentUnavailable(str(exc)) from exc
+
+
+class Herald:
+    """Tells citizens what became of their orders, on the channel they asked on, and keeps the audit."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], messaging: Messaging) -> None:
+        self.sessions, self.messaging = sessions, messaging
+
+    async def audit(self, action: str, out_trade_no: str, detail: dict[str, Any]) -> None:
+        async with self.sessions() as db:
+            db.add(AuditLog(action=action, target=f"paymentorder:{out_trade_no}", detail=detail))
+            await db.commit()
+
+    async def tell(self, notice: orders.Notice) -> None:
+        """The message on the channel of the conversation that asked; the money is settled either way,
+        so a failure is logged, and the citizen can ask again."""
+        try:
+            await self._send(notice)
+        except Exception:
+            log.exception("could not tell the citizen about %s", notice.key)
+
+    async def _send(self, notice: orders.Notice) -> None:
+        async with self.sessions() as db:
+            conversation = await db.get(Conversation, notice.conversation_id) if notice.conversation_id else None
+            identity = await db.get(ChannelIdentity, conversation.identity_id) if conversation else None
+        if identity is None:
+            return
+        wire = self.messaging.wires.get(identity.channel)
+        if wire is None:
+            return
+        if wire.answers_in_request:  # web chat: to the open page
+            frame = {"type": "reply", "in_reply_to": None, **Reply(notice.text).as_dict()}
+            await self.messaging.state.publish(topic(identity.address), frame)
+            return
+        rendered = wire.render([Reply(notice.text)]).messages[0]
+        await self.messaging.outbox.add(
+            Outgoing(
+                channel=identity.channel,
+                to=identity.address,
+                text=rendered.text,
+                ref=str(NoticeRef(notice.key)),
+                segments=rendered.segments or 1,
+            )
+        )
+
+    async def outcome(self, outcome: orders.Outcome, payments: WeChatPayPayments) -> None:
+        """Audit and tell what settling or closing an order came to; refund what served nothing."""
+        if isinstance(outcome, orders.Settled):
+            await self.audit("payment.settled", outcome.out_trade_no, outcome.detail)
+            await self.tell(outcome.notice)
+        elif isinstance(outcome, orders.Unserved):
+            log.error("order %s was paid but serves nothing (%s): refunding it", outcome.out_trade_no, outcome.reason)
+            await self.audit("payment.refund_requested", outcome.out_trade_no, {"reason": outcome.reason})
+            await orders.send_refund(self.sessions, payments, outcome.out_trade_no)
+        else:
+            await self.audit("payment.closed", outcome.out_trade_no, {})
+            if outcome.notice is not None:
+                await self.tell(outcome.notice)
+
 
 class PaymentNotifications:
     def __init__(
@@ -95,7 +174,9 @@ class PaymentNotifications:
         sessions: async_sessionmaker[AsyncSession],
         messaging: Messaging,
     ) -> None:
-        self.config, self.client, self.sessions, self.messaging = config, client, sessions, messaging
+        self.config, self.client, self.sessions = config, client, sessions
+        self.payments = WeChatPayPayments(client)
+        self.herald = Herald(sessions, messaging)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(NOTIFY_PATH, self.notify)]
@@ -108,74 +189,71 @@ class PaymentNotifications:
     async def notify(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            event, paid = await self.client.notification(request.headers, body)
+            event, report = await self.client.notification(request.headers, body)
         except NotificationRejected as exc:
             log.warning("payment notification refused: %s", exc)
             return self._fail(401, "signature does not verify")
         except PaymentError as exc:  # the platform certificates could not be fetched
             log.warning("payment notification not checked: %s", exc)
             return self._fail(503, "cannot verify now")
-        if event != "TRANSACTION.SUCCESS" or paid.trade_state != "SUCCESS":
+        if isinstance(report, RefundReport):
+            return await self._refunded(event, report)
+        if event != "TRANSACTION.SUCCESS" or report.trade_state != "SUCCESS":
             return web.Response(status=204)
-        order = await bills.find_order(self.sessions, paid.out_trade_no)
+        return await self._paid(report)
+
+    async def _paid(self, paid: Transaction) -> web.Response:
+        order = await orders.find_order(self.sessions, paid.out_trade_no)
         if order is None:
             return self._fail(404, "no such order")
         if (paid.mchid, paid.appid, paid.total_fen) != (self.config.mchid, self.config.appid, order.amount_fen):
-            await self._audit("payment.mismatch", paid.out_trade_no, {"total_fen": paid.total_fen})
+            await self.herald.audit("payment.mismatch", paid.out_trade_no, {"total_fen": paid.total_fen})
             return self._fail(400, "merchant or amount does not match the order")
-        paid_at = paid.success_time or utcnow()
-        settled = await bills.settle(self.sessions, paid.out_trade_no, paid.transaction_id or "", paid_at)
-        if settled is None:
-            order = await bills.find_order(self.sessions, paid.out_trade_no)
-            if order is not None and order.status == "closed":
-                log.error("order %s was paid after it was closed: refund it", paid.out_trade_no)
-                await self._audit("payment.after_close", paid.out_trade_no, {"transaction_id": paid.transaction_id})
-            return web.Response(status=204)  # already settled: a repeated notification
-        await self._audit(
-            "payment.settled",
-            settled.out_trade_no,
-            {
-                "account_no": settled.account_no,
-                "period": settled.period,
-                "amount_fen": settled.amount_fen,
-                "payment_ref": settled.payment_ref,
-                "transaction_id": settled.transaction_id,
-            },
+        outcome = await orders.settle(
+            self.sessions, paid.out_trade_no, paid.transaction_id or "", paid.success_time or utcnow()
         )
-        try:
-            await self._tell(settled)
-        except Exception:  # the bill is paid either way; the citizen can ask again
-            log.exception("could not tell the citizen that order %s is paid", settled.out_trade_no)
+        if outcome is not None:  # None: already settled, a repeated notification
+            await self.herald.outcome(outcome, self.payments)
         return web.Response(status=204)
 
-    async def _audit(self, action: str, out_trade_no: str, detail: dict[str, Any]) -> None:
-        async with self.sessions() as db:
-            db.add(AuditLog(action=action, target=f"paymentorder:{out_trade_no}", detail=detail))
-            await db.commit()
-
-    async def _tell(self, settled: bills.Settled) -> None:
-        """The confirmation on the channel the citizen paid from (the conversation that asked)."""
-        async with self.sessions() as db:
-            conversation = await db.get(Conversation, settled.conversation_id) if settled.conversation_id else None
-            identity = await db.get(ChannelIdentity, conversation.identity_id) if conversation else None
-            account = await db.get(UtilityAccount, settled.account_no)
-        if identity is None or account is None:
-            return
-        text = settled.text(pack().utility_kind(account.kind).name)
-        wire = self.messaging.wires.get(identity.channel)
-        if wire is None:
-            return
-        if wire.answers_in_request:  # web chat: to the open page
-            frame = {"type": "reply", "in_reply_to": None, **Reply(text).as_dict()}
-            await self.messaging.state.publish(topic(identity.address), frame)
-            return
-        rendered = wire.render([Reply(text)]).messages[0]
-        await self.messaging.outbox.add(
-            Outgoing(
-                channel=identity.channel,
-                to=identity.address,
-                text=rendered.text,
-                ref=str(NoticeRef(f"paid:{settled.out_trade_no}")),
-                segments=rendered.segments or 1,
-            )
+    async def _refunded(self, event: str, refund: RefundReport) -> web.Response:
+        if refund.mchid != self.config.mchid:
+            return self._fail(400, "merchant does not match")
+        if event != "REFUND.SUCCESS" or refund.status != "SUCCESS":
+            # REFUND.ABNORMAL / REFUND.CLOSED: the money did not reach the payer; staff act on the audit.
+            await self.herald.audit("payment.refund_failed", refund.out_trade_no, {"event": event})
+            return web.Response(status=204)
+        notice = await orders.refund_arrived(
+            self.sessions, refund.out_refund_no, refund.refund_fen, refund.success_time or utcnow()
         )
+        if notice is not None:  # None: a repeat
+            await self.herald.audit("payment.refunded", refund.out_trade_no, {"out_refund_no": refund.out_refund_no})
+            await self.herald.tell(notice)
+        return web.Response(status=204)
+
+
+class PaymentSweeper:
+    """The periodic close of unpaid orders (intents.payments.sweep), in the gateway's background. Every
+    gateway may run one: each order is closed by conditional updates, so two sweeps close it once."""
+
+    def __init__(self, payments: WeChatPayPayments, herald: Herald, interval_s: float) -> None:
+        self.payments, self.herald, self.interval_s = payments, herald, interval_s
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def tick(self) -> list[orders.Outcome]:
+        outcomes = await orders.sweep(self.herald.sessions, self.payments)
+        for outcome in outcomes:
+            await self.herald.outcome(outcome, self.payments)
+        return outcomes
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+            except Exception as exc:  # database or provider outage: try again next time
+                log.warning("payment sweep: %s: %s", type(exc).__name__, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s)

@@ -51,8 +51,8 @@ class ClosedOrder:
 
 
 class Payments(Protocol):
-    """The payment provider (WeChat Pay) the citizen pays through; money moves only there, and a bill is
-    settled only by the provider's verified notification (intents.payments.settle)."""
+    """The payment provider (WeChat Pay) the citizen pays through; money moves only there, and a bill or
+    a held booking is settled only by the provider's verified notification (intents.payments.settle)."""
 
     async def open(self, out_trade_no: str, description: str, amount_fen: int, expires_at: datetime) -> str:
         """An order payable until expires_at (aware UTC); its pay link. PaymentUnavailable otherwise."""
@@ -61,6 +61,12 @@ class Payments(Protocol):
     async def close(self, out_trade_no: str) -> ClosedOrder:
         """Make an order unpayable; when it was paid meanwhile, say so instead. PaymentUnavailable when
         the provider cannot tell."""
+        ...
+
+    async def refund(self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str) -> str:
+        """Ask for a paid order's money back to the payer (the same out_refund_no again is the same
+        refund); the provider's status (PROCESSING, SUCCESS). Its outcome arrives as a notification.
+        PaymentUnavailable when the provider refuses or cannot be reached."""
         ...
 
 

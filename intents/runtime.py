@@ -97,10 +97,10 @@ def sessions() -> async_sessionmaker[AsyncSession]:
     return session_factory(async_engine(get_settings().database_url))
 
 
-def cancel_offer(booking: str, ref: str, intent: str, slot: str) -> Answer:
+def cancel_offer(booking: str, ref: str, intent: str, slot: str, ref_name: str = "预约号") -> Answer:
     """The one booking a citizen could mean by "取消那个预约", offered: "确认" cancels it, "不用了" keeps it."""
     return Answer(
-        f"{booking}（预约号 {ref}）。确认取消请回复“确认”，不取消请回复“不用了”。",
+        f"{booking}（{ref_name} {ref}）。确认取消请回复“确认”，不取消请回复“不用了”。",
         [button("确认取消", intent, **{slot: ref})],
         offer=True,
     )

@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 for Native payments (a QR code / pay link), through the `wechatpayv3` client: it signs
+"""WeChat Pay API v3 for Native payments (a QR code / pay link) and their refunds, through the `wechatpayv3` client: it signs
 each request with the merchant key, downloads the platform certificates (decrypted with the APIv3 key),
 verifies every answer's signature, and verifies and decrypts payment notifications (`callback`).
 
@@ -69,6 +69,36 @@ class Transaction:
             appid=str(data.get("appid", "")),
             total_fen=int((data.get("amount") or {}).get("total", 0)),
             transaction_id=data.get("transaction_id"),
+            success_time=datetime.fromisoformat(success) if success else None,
+        )
+
+
+@dataclass(frozen=True)
+class RefundReport:
+    """A refund as WeChat Pay reports it (the answer to a refund request, a query, or a notification)."""
+
+    out_refund_no: str
+    out_trade_no: str
+    status: str  # PROCESSING | SUCCESS | CLOSED | ABNORMAL
+    refund_fen: int
+    total_fen: int
+    mchid: str = ""
+    refund_id: str | None = None
+    success_time: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RefundReport:
+        success = data.get("success_time")
+        amount = data.get("amount") or {}
+        return cls(
+            out_refund_no=str(data.get("out_refund_no", "")),
+            out_trade_no=str(data.get("out_trade_no", "")),
+            # a refund's answer names it "status", its notification "refund_status"
+            status=str(data.get("refund_status") or data.get("status") or ""),
+            refund_fen=int(amount.get("refund", 0)),
+            total_fen=int(amount.get("total", 0)),
+            mchid=str(data.get("mchid", "")),
+            refund_id=data.get("refund_id"),
             success_time=datetime.fromisoformat(success) if success else None,
         )
 
@@ -165,9 +195,25 @@ class WeChatPayClient:
         if status != 204:
             raise self._error("close", status, body)
 
-    async def notification(self, headers: Mapping[str, str], body: bytes) -> tuple[str, Transaction]:
-        """A payment notification's event type and transaction, once its signature verifies and its
-        resource decrypts; NotificationRejected otherwise."""
+    async def refund(
+        self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
+    ) -> RefundReport:
+        """Ask for (part of) a paid order's money back to the payer; the same out_refund_no again is the
+        same refund. Its outcome arrives as a REFUND.* notification."""
+        status, body = await self._call(
+            "refund",
+            out_refund_no=out_refund_no,
+            out_trade_no=out_trade_no,
+            amount={"refund": refund_fen, "total": total_fen, "currency": "CNY"},
+            reason=reason[:80],
+        )
+        if status != 200:
+            raise self._error("refund", status, body)
+        return RefundReport.from_json(json.loads(body))
+
+    async def notification(self, headers: Mapping[str, str], body: bytes) -> tuple[str, Transaction | RefundReport]:
+        """A notification's event type and what it reports (a transaction, or a refund for REFUND.*
+        events), once its signature verifies and its resource decrypts; NotificationRejected otherwise."""
         client = await self._ready()
         try:
             data = await asyncio.to_thread(client.callback, headers, body)
@@ -175,4 +221,7 @@ class WeChatPayClient:
             raise NotificationRejected(str(exc)) from exc
         if not data or not isinstance(data.get("resource"), dict):
             raise NotificationRejected("signature does not verify or the resource does not decrypt")
-        return str(data.get("event_type", "")), Transaction.from_json(data["resource"])
+        event = str(data.get("event_type", ""))
+        if event.startswith("REFUND."):
+            return event, RefundReport.from_json(data["resource"])
+        return event, Transaction.from_json(data["resource"])

@@ -8,6 +8,11 @@ the gateway uses:
   more than five minutes off);
 - every answer is signed with the platform key (`Wechatpay-Signature` over "TIMESTAMP\\nNONCE\\nBODY\\n"),
   whose certificate `GET /v3/certificates` hands out encrypted with the merchant's APIv3 key;
+- `POST /v3/refund/domestic/refunds` (out_trade_no or transaction_id, out_refund_no, amount {refund,
+  total, currency}) → the refund at status PROCESSING; it succeeds moments later and a signed, encrypted
+  REFUND.SUCCESS notification (resource original_type "refund") goes to the refund's notify_url (else
+  the order's); `GET /v3/refund/domestic/refunds/{out_refund_no}` → PROCESSING | SUCCESS. The same
+  out_refund_no again answers the same refund; more than what is left of the payment: 403 NOT_ENOUGH;
 - `POST /v3/pay/transactions/native` → code_url (the same out_trade_no with other parameters: 400
   INVALID_REQUEST), `GET /v3/pay/transactions/out-trade-no/{no}?mchid=` → NOTPAY | SUCCESS | CLOSED
   (an order past its time_expire can no longer be paid: CLOSED), `POST …/{no}/close` → 204;
@@ -16,9 +21,9 @@ the gateway uses:
   notify_url and retried while the merchant does not answer 200 or 204.
 
 The platform key and certificate are made at start. Control endpoints under /_control/ play the citizen:
-`POST /_control/pay/{no}` pays (and notifies), `POST /_control/renotify/{no}` sends the last
+`POST /_control/pay/{no}` pays (and notifies; with {"notify": false} the notification is lost), `POST /_control/renotify/{no}` sends the last
 notification again, `POST /_control/forged-notify/{no}` sends a notification signed with another key
-(nothing is paid), `GET /_control/orders` and `GET /_control/messages` (notifications sent). Run alone:
+(nothing is paid), `GET /_control/orders`, `GET /_control/refunds` and `GET /_control/messages` (notifications sent). Run alone:
 
     python -m providers.wechatpay_api --port 8184 --mchid 1900000001 --appid wx00000000demo0001 \\
         --apiv3-key <32 characters> --merchant-public-key merchant.pub.pem --merchant-serial <hex>
@@ -55,7 +60,9 @@ SCHEME = "WECHATPAY2-SHA256-RSA2048"
 CHINA = timezone(timedelta(hours=8))
 CLOCK_SKEW_S = 300
 OUT_TRADE_NO = re.compile(r"[A-Za-z0-9_\-|*]{6,32}")
+OUT_REFUND_NO = re.compile(r"[A-Za-z0-9_\-|*@]{1,64}")
 RETRY_S = (1.0, 2.0, 4.0, 8.0)  # WeChat Pay waits 15 s, 15 s, 30 s, 3 min…; shortened for tests and demos
+REFUND_S = 0.5  # a refund to the payer's balance takes moments at WeChat Pay; to a bank card, days
 
 
 class ApiError(Exception):
@@ -127,7 +134,7 @@ class Order:
     notify_url: str
     code_url: str
     time_expire: datetime | None
-    trade_state: str = "NOTPAY"  # NOTPAY | SUCCESS | CLOSED
+    trade_state: str = "NOTPAY"  # NOTPAY | SUCCESS | CLOSED | REFUND
     transaction_id: str | None = None
     success_time: datetime | None = None
     openid: str | None = None
@@ -135,6 +142,19 @@ class Order:
 
     def payable(self, now: datetime) -> bool:
         return self.trade_state == "NOTPAY" and (self.time_expire is None or now < self.time_expire)
+
+
+@dataclass
+class Refund:
+    out_refund_no: str
+    refund_id: str
+    order: Order
+    refund: int
+    notify_url: str
+    reason: str | None
+    create_time: datetime
+    status: str = "PROCESSING"  # PROCESSING | SUCCESS
+    success_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -161,16 +181,18 @@ class LocalWeChatPay(LocalServer):
         merchant_serial: str,
         port: int = 0,
         retry_s: tuple[float, ...] = RETRY_S,
+        refund_s: float = REFUND_S,
     ) -> None:
         if len(apiv3_key.encode()) != 32:
             raise ValueError("the APIv3 key is 32 bytes")
         self.mchid, self.appid, self.apiv3_key = mchid, appid, apiv3_key
         self.merchant_public_key, self.merchant_serial = merchant_public_key, merchant_serial.upper()
-        self.port, self.retry_s = port, retry_s
+        self.port, self.retry_s, self.refund_s = port, retry_s, refund_s
         self.platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.certificate = platform_certificate(self.platform_key, datetime.now(UTC))
         self.platform_serial = format(self.certificate.serial_number, "X")
         self.orders: dict[str, Order] = {}
+        self.refunds: dict[str, Refund] = {}
         self.messages: list[Delivery] = []
         self._retries: set[asyncio.Task] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -182,10 +204,13 @@ class LocalWeChatPay(LocalServer):
         app.router.add_post("/v3/pay/transactions/native", self._native)
         app.router.add_get("/v3/pay/transactions/out-trade-no/{no}", self._query)
         app.router.add_post("/v3/pay/transactions/out-trade-no/{no}/close", self._close)
+        app.router.add_post("/v3/refund/domestic/refunds", self._refund)
+        app.router.add_get("/v3/refund/domestic/refunds/{no}", self._query_refund)
         app.router.add_post("/_control/pay/{no}", self._c_pay)
         app.router.add_post("/_control/renotify/{no}", self._c_renotify)
         app.router.add_post("/_control/forged-notify/{no}", self._c_forged)
         app.router.add_get("/_control/orders", self._c_orders)
+        app.router.add_get("/_control/refunds", self._c_refunds)
         app.router.add_get("/_control/messages", self._c_messages)
         app.on_cleanup.append(self._cleanup)
         return app
@@ -261,7 +286,7 @@ class LocalWeChatPay(LocalServer):
         if known is not None:
             if (known.total, known.description, known.notify_url) != (order.total, order.description, order.notify_url):
                 raise ApiError(400, "INVALID_REQUEST", "out_trade_no already used with other parameters")
-            if known.trade_state == "SUCCESS":
+            if known.trade_state in ("SUCCESS", "REFUND"):
                 raise ApiError(403, "ORDERPAID", "the order is already paid")
             if known.trade_state == "CLOSED":
                 raise ApiError(400, "ORDER_CLOSED", "the order is closed")
@@ -316,7 +341,7 @@ class LocalWeChatPay(LocalServer):
         if _json(await self._authenticated(request)).get("mchid") != self.mchid:
             raise ApiError(400, "PARAM_ERROR", "mchid does not match")
         order = self._order(request)
-        if order.trade_state == "SUCCESS":
+        if order.trade_state in ("SUCCESS", "REFUND"):
             raise ApiError(400, "ORDERPAID", "the order is paid and cannot be closed")
         order.trade_state = "CLOSED"
         return self._answer(None, 204)
@@ -326,7 +351,7 @@ class LocalWeChatPay(LocalServer):
             order.trade_state = "CLOSED"
 
     def transaction(self, order: Order) -> dict[str, Any]:
-        states = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭"}
+        states = {"NOTPAY": "订单未支付", "SUCCESS": "支付成功", "CLOSED": "订单已关闭", "REFUND": "转入退款"}
         out: dict[str, Any] = {
             "appid": self.appid,
             "mchid": self.mchid,
@@ -336,7 +361,7 @@ class LocalWeChatPay(LocalServer):
             "trade_state_desc": states[order.trade_state],
             "amount": {"total": order.total, "currency": "CNY"},
         }
-        if order.trade_state == "SUCCESS" and order.success_time is not None:
+        if order.trade_state in ("SUCCESS", "REFUND") and order.success_time is not None:
             out |= {
                 "transaction_id": order.transaction_id,
                 "bank_type": "OTHERS",
@@ -350,6 +375,127 @@ class LocalWeChatPay(LocalServer):
                 },
             }
         return out
+
+    # --- refunds ------------------------------------------------------------------------------------
+
+    async def _refund(self, request: web.Request) -> web.Response:
+        body = _json(await self._authenticated(request))
+        order = self._paid_order(body)
+        out_refund_no, amount = body.get("out_refund_no"), body.get("amount")
+        if not isinstance(out_refund_no, str) or not OUT_REFUND_NO.fullmatch(out_refund_no):
+            raise ApiError(400, "PARAM_ERROR", "out_refund_no must be 1-64 letters, digits, _-|*@")
+        refund = amount.get("refund") if isinstance(amount, dict) else None
+        total = amount.get("total") if isinstance(amount, dict) else None
+        if type(refund) is not int or type(total) is not int or refund <= 0:
+            raise ApiError(400, "PARAM_ERROR", "amount.refund and amount.total are positive integers (fen)")
+        if amount.get("currency", "CNY") != "CNY":  # type: ignore[union-attr]  # a dict: refund was read from it
+            raise ApiError(400, "PARAM_ERROR", "currency must be CNY")
+        if total != order.total:
+            raise ApiError(400, "PARAM_ERROR", "amount.total is not the order's total")
+        known = self.refunds.get(out_refund_no)
+        if known is not None:
+            if (known.order.out_trade_no, known.refund) != (order.out_trade_no, refund):
+                raise ApiError(400, "INVALID_REQUEST", "out_refund_no already used with other parameters")
+            return self._answer(self.refund_json(known))
+        refunded = sum(r.refund for r in self.refunds.values() if r.order is order)
+        if refunded + refund > order.total:
+            raise ApiError(403, "NOT_ENOUGH", "the refund is more than what is left of the payment")
+        notify_url = body.get("notify_url") or order.notify_url
+        if not isinstance(notify_url, str) or not notify_url.startswith(("http://", "https://")):
+            raise ApiError(400, "PARAM_ERROR", "notify_url must be an http(s) URL")
+        reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+        created = datetime.now(UTC)
+        entry = Refund(
+            out_refund_no,
+            f"5030{created:%Y%m%d}{secrets.randbelow(10**18):018d}",
+            order,
+            refund,
+            notify_url,
+            reason,
+            created,
+        )
+        self.refunds[out_refund_no] = entry
+        order.trade_state = "REFUND"
+        task = asyncio.create_task(self._complete_refund(entry))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+        return self._answer(self.refund_json(entry))
+
+    def _paid_order(self, body: dict[str, Any]) -> Order:
+        out_trade_no, transaction_id = body.get("out_trade_no"), body.get("transaction_id")
+        found = [
+            o
+            for o in self.orders.values()
+            if (out_trade_no and o.out_trade_no == out_trade_no)
+            or (transaction_id and o.transaction_id == transaction_id)
+        ]
+        if not found:
+            raise ApiError(404, "RESOURCE_NOT_EXISTS", "no such order (out_trade_no or transaction_id)")
+        if found[0].trade_state not in ("SUCCESS", "REFUND"):
+            raise ApiError(400, "INVALID_REQUEST", "the order is not paid: nothing to refund")
+        return found[0]
+
+    async def _query_refund(self, request: web.Request) -> web.Response:
+        await self._authenticated(request)
+        refund = self.refunds.get(request.match_info["no"])
+        if refund is None:
+            raise ApiError(404, "RESOURCE_NOT_EXISTS", "no such refund")
+        return self._answer(self.refund_json(refund))
+
+    def refund_json(self, refund: Refund) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "refund_id": refund.refund_id,
+            "out_refund_no": refund.out_refund_no,
+            "transaction_id": refund.order.transaction_id,
+            "out_trade_no": refund.order.out_trade_no,
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
+            "create_time": wechat_time(refund.create_time),
+            "status": refund.status,
+            "amount": {
+                "total": refund.order.total,
+                "refund": refund.refund,
+                "payer_total": refund.order.total,
+                "payer_refund": refund.refund,
+                "currency": "CNY",
+            },
+        }
+        if refund.success_time is not None:
+            out["success_time"] = wechat_time(refund.success_time)
+        return out
+
+    async def _complete_refund(self, refund: Refund) -> None:
+        await asyncio.sleep(self.refund_s)
+        refund.status, refund.success_time = "SUCCESS", datetime.now(UTC)
+        plain = {
+            "mchid": self.mchid,
+            "out_trade_no": refund.order.out_trade_no,
+            "transaction_id": refund.order.transaction_id,
+            "out_refund_no": refund.out_refund_no,
+            "refund_id": refund.refund_id,
+            "refund_status": "SUCCESS",
+            "success_time": wechat_time(refund.success_time),
+            "user_received_account": "支付用户零钱",
+            "amount": {
+                "total": refund.order.total,
+                "refund": refund.refund,
+                "payer_total": refund.order.total,
+                "payer_refund": refund.refund,
+            },
+        }
+        resource = encrypt(self.apiv3_key, json.dumps(plain, ensure_ascii=False), "refund")
+        body = json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "create_time": wechat_time(refund.success_time),
+                "resource_type": "encrypt-resource",
+                "event_type": "REFUND.SUCCESS",
+                "summary": "退款成功",
+                "resource": {"original_type": "refund", **resource},
+            },
+            ensure_ascii=False,
+        )
+        await self._deliver_to(refund.order.out_trade_no, refund.notify_url, body)
 
     # --- the citizen's side: paying, and the notification --------------------------------------------
 
@@ -379,33 +525,36 @@ class LocalWeChatPay(LocalServer):
             ensure_ascii=False,
         )
 
-    async def notify(self, order: Order, body: str, key: rsa.RSAPrivateKey | None = None) -> int:
+    async def notify(self, out_trade_no: str, url: str, body: str, key: rsa.RSAPrivateKey | None = None) -> int:
         """POST one notification; the merchant's HTTP status (0 when it did not answer)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         headers = {"Content-Type": "application/json", **self.signed_headers(body, key)}
         try:
-            async with self._http.post(order.notify_url, data=body.encode(), headers=headers) as response:
+            async with self._http.post(url, data=body.encode(), headers=headers) as response:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError):
             status = 0
-        self.messages.append(Delivery(order.out_trade_no, json.loads(body)["id"], status, forged=key is not None))
+        self.messages.append(Delivery(out_trade_no, json.loads(body)["id"], status, forged=key is not None))
         return status
 
-    async def _retry(self, order: Order, body: str) -> None:
+    async def _retry(self, out_trade_no: str, url: str, body: str) -> None:
         for delay in self.retry_s:
             await asyncio.sleep(delay)
-            if await self.notify(order, body) in (200, 204):
+            if await self.notify(out_trade_no, url, body) in (200, 204):
                 return
 
-    async def _deliver(self, order: Order, body: str) -> int:
-        order.last_notification = body
-        status = await self.notify(order, body)
+    async def _deliver_to(self, out_trade_no: str, url: str, body: str) -> int:
+        status = await self.notify(out_trade_no, url, body)
         if status not in (200, 204):
-            task = asyncio.create_task(self._retry(order, body))
+            task = asyncio.create_task(self._retry(out_trade_no, url, body))
             self._retries.add(task)
             task.add_done_callback(self._retries.discard)
         return status
+
+    async def _deliver(self, order: Order, body: str) -> int:
+        order.last_notification = body
+        return await self._deliver_to(order.out_trade_no, order.notify_url, body)
 
     # --- control endpoints -----------------------------------------------------------------------------
 
@@ -413,6 +562,8 @@ class LocalWeChatPay(LocalServer):
         body = await self._control_body(request)
         openid = body.get("openid") if isinstance(body, dict) else None
         order = self.pay(request.match_info["no"], **({"openid": openid} if isinstance(openid, str) else {}))
+        if isinstance(body, dict) and body.get("notify") is False:  # paid, and the notification is lost
+            return web.json_response({"order": self.transaction(order), "notify_status": None})
         status = await self._deliver(order, self.notification(order))
         return web.json_response({"order": self.transaction(order), "notify_status": status})
 
@@ -420,7 +571,8 @@ class LocalWeChatPay(LocalServer):
         order = self._order(request)
         if order.last_notification is None:
             raise ApiError(409, "NOT_NOTIFIED", "no notification was sent for this order")
-        return web.json_response({"notify_status": await self.notify(order, order.last_notification)})
+        status = await self.notify(order.out_trade_no, order.notify_url, order.last_notification)
+        return web.json_response({"notify_status": status})
 
     async def _c_forged(self, request: web.Request) -> web.Response:
         """A SUCCESS notification for an unpaid order, signed with a key that is not the platform's."""
@@ -428,7 +580,11 @@ class LocalWeChatPay(LocalServer):
         forged = Order(**{**asdict(order), "trade_state": "SUCCESS"})
         forged.success_time, forged.transaction_id = datetime.now(UTC), "4200" + "0" * 24
         other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        return web.json_response({"notify_status": await self.notify(order, self.notification(forged), other)})
+        status = await self.notify(order.out_trade_no, order.notify_url, self.notification(forged), other)
+        return web.json_response({"notify_status": status})
+
+    async def _c_refunds(self, request: web.Request) -> web.Response:
+        return web.json_response({"refunds": [self.refund_json(r) for r in self.refunds.values()]})
 
     async def _c_orders(self, request: web.Request) -> web.Response:
         for order in self.orders.values():

@@ -124,6 +124,7 @@ class Stack:
             **{f"CITYGW_{k.upper()}": v for k, v in {**TWILIO, **WECHAT, **WECHATPAY}.items()},
             "CITYGW_WECHATPAY_PRIVATE_KEY": str(self.merchant_key),
             "CITYGW_WECHATPAY_API_BASE": self.wechatpay_url,
+            "CITYGW_PAYMENT_SWEEP_S": "0.5",  # unpaid orders made to expire are closed within a test
         }
         if self.redis_url:
             env["CITYGW_REDIS_URL"] = self.redis_url

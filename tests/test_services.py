@@ -163,7 +163,7 @@ async def test_movie_tickets_are_booked_with_seats(chat: Chat, stack):
     await chat.press(show_time)
     assert "请确认购票" in chat.text and "2张" in chat.text and show_time in chat.text
     await chat.say("确认")
-    assert "购票成功" in chat.text
+    assert "已为您锁定座位，待支付" in chat.text and "购票成功" not in chat.text  # issued when paid
     order = ref(chat.text, "DY")
     with stack.db() as db:
         booking = db.exec(select(Booking).where(Booking.ref == order)).one()

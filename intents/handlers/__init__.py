@@ -33,6 +33,7 @@ HANDLERS: dict[str, Run] = {
     "hospital_appointment_cancel": health.cancel_appointment,
     "movie_showtimes": culture.showtimes,
     "movie_ticket_booking": culture.book_tickets,
+    "movie_ticket_refund": culture.refund_tickets,
     "bill_query": utilities.bill_query,
     "bill_payment": utilities.pay_bill,
     "bank_queue_ticket": finance.queue_ticket,

@@ -311,7 +311,7 @@ async def application_status(service: Service, ctx: Context) -> Answer:
         status = _status(datetime.fromisoformat(found.details["submitted_at"]), ctx.now)
         return Answer(f"受理编号 {ref}：{name}，当前状态：{status}。")
     if booked is not None:
-        status = "已取消" if booked.status == "cancelled" else "预约有效"
+        status = {"cancelled": "已取消", "held": "待支付（超时未支付自动取消）"}.get(booked.status, "预约有效")
         return Answer(f"预约号 {ref}：{_service_name(booked.service_id)}，当前状态：{status}。")
     return Answer(f"没有找到编号 {ref} 的办件，请核对后重新输入。")
 

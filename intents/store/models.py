@@ -97,7 +97,7 @@ class Booking(SQLModel, table=True):
     citizen_id: int | None = Field(default=None, index=True)
     holder: str | None = Field(default=None, max_length=48, index=True)  # whose share it counts in (intents/limits.py)
     conversation_id: str | None = Field(default=None, max_length=40)
-    status: str = Field(default="confirmed", max_length=16)  # confirmed | cancelled
+    status: str = Field(default="confirmed", max_length=16)  # held (awaiting payment) | confirmed | cancelled
     slot_id: int | None = Field(default=None, foreign_key="appointmentslot.id")
     resource_slot_id: int | None = Field(default=None, foreign_key="resourceslot.id")
     screening_id: int | None = Field(default=None, foreign_key="screening.id")
@@ -122,15 +122,19 @@ class Payment(SQLModel, table=True):
 
 
 class PaymentOrder(SQLModel, table=True):
-    """A payment asked of the payment provider (WeChat Pay): a bill is paid only when the provider's
-    verified notification settles its order. pending_key is "account_no:period" while pending and NULL
-    after: unique, so a bill never has two payable orders at once (NULLs do not collide)."""
+    """A payment asked of the payment provider (WeChat Pay): a bill or a held booking (cinema tickets) is
+    paid only when the provider's verified notification settles its order. pending_key ("account_no:
+    period" or "booking:<id>") is set while pending and NULL after: unique, so a bill or a booking never
+    has two payable orders at once (NULLs do not collide). A paid order whose money goes back carries
+    out_refund_no; refund_status follows the refund: requested (not yet accepted by the provider) →
+    processing → success."""
 
     id: int | None = Field(default=None, primary_key=True)
     out_trade_no: str = Field(unique=True, max_length=32)
-    kind: str = Field(default="bill", max_length=16)
-    account_no: str = Field(foreign_key="utilityaccount.account_no", index=True)
-    period: str = Field(max_length=7)
+    kind: str = Field(default="bill", max_length=16)  # bill | booking
+    account_no: str | None = Field(default=None, foreign_key="utilityaccount.account_no", index=True)
+    period: str | None = Field(default=None, max_length=7)
+    booking_id: int | None = Field(default=None, foreign_key="booking.id", index=True)
     amount_fen: int
     citizen_id: int | None = Field(default=None, index=True)
     conversation_id: str | None = Field(default=None, max_length=40)  # where the citizen asked: told there
@@ -138,10 +142,14 @@ class PaymentOrder(SQLModel, table=True):
     pending_key: str | None = Field(default=None, unique=True, max_length=40)
     code_url: str | None = Field(default=None, max_length=256)
     created_at: datetime = Field(default_factory=utcnow)
-    expires_at: datetime
+    expires_at: datetime = Field(index=True)
     paid_at: datetime | None = None
     transaction_id: str | None = Field(default=None, max_length=64)
     payment_ref: str | None = Field(default=None, max_length=24)  # the Payment row it made
+    out_refund_no: str | None = Field(default=None, unique=True, max_length=64)
+    refund_status: str | None = Field(default=None, max_length=16, index=True)
+    refund_reason: str | None = Field(default=None, max_length=80)
+    refunded_at: datetime | None = None
 
 
 class QueueTicket(SQLModel, table=True):

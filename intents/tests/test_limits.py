@@ -11,16 +11,19 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from sqlalchemy import MetaData, text
 from sqlmodel import Session, select
 
 from common.database import async_engine, session_factory, sync_engine
+from intents import ports
 from intents.handlers import run_service
 from intents.runtime import Context, pack
 from intents.services import catalogue
 from intents.store import models
 from intents.store.models import Booking, Screening
+from intents.tests.provider import Provider
 
 NOW = datetime(2026, 11, 25, 10, 0)
 TOMORROW = "2026-11-26"
@@ -36,6 +39,9 @@ DOMAIN_MODELS = [
         models.Booking,
         models.Application,
         models.HolderLock,
+        models.UtilityAccount,
+        models.Payment,
+        models.PaymentOrder,
     )
 ]
 
@@ -114,6 +120,15 @@ def appointment(sessions, citizen_id: int, period: str = "am", department: str =
     )
 
 
+@pytest.fixture
+def provider(monkeypatch) -> Provider:
+    """Tickets are held until paid (intents.payments): a provider to open their orders; held tickets count
+    in the citizen's share as paid ones do."""
+    plugged = Provider()
+    monkeypatch.setattr(ports.PORTS, "payments", plugged)
+    return plugged
+
+
 SHOWING = pack().showings[0]
 FILM, CINEMA = pack().film(SHOWING.film).title, pack().cinema(SHOWING.cinema).name
 
@@ -166,30 +181,30 @@ async def test_many_appointments_at_once_from_one_citizen_get_one_place(sessions
         assert len((await db.exec(select(Booking).where(Booking.citizen_id == 1))).all()) == 1
 
 
-async def test_seven_tickets_in_one_order_are_refused_and_no_seat_is_taken(sessions):
+async def test_seven_tickets_in_one_order_are_refused_and_no_seat_is_taken(sessions, provider):
     answer = await tickets(sessions, 1, 7)
-    assert answer.refused and "每笔订单最多购买6张" in answer.text and "购票成功" not in answer.text
+    assert answer.refused and "每笔订单最多购买6张" in answer.text and "待支付" not in answer.text
     async with sessions() as db:
         assert (await db.exec(select(Screening))).first() is None or all(
             s.sold == 0 for s in (await db.exec(select(Screening))).all()
         )
 
 
-async def test_one_screening_sells_a_citizen_six_tickets_in_all(sessions):
-    assert "购票成功" in (await tickets(sessions, 1, 4)).text
+async def test_one_screening_sells_a_citizen_six_tickets_in_all(sessions, provider):
+    assert "待支付" in (await tickets(sessions, 1, 4)).text
     more = await tickets(sessions, 1, 3)
     assert more.refused and "已购买4张" in more.text and "还可以再买2张" in more.text
-    assert "购票成功" in (await tickets(sessions, 1, 2)).text
+    assert "待支付" in (await tickets(sessions, 1, 2)).text
     full = await tickets(sessions, 1, 1)
     assert full.refused and "买满6张" in full.text
-    assert "购票成功" in (await tickets(sessions, 2, 6)).text  # someone else
+    assert "待支付" in (await tickets(sessions, 2, 6)).text  # someone else
     async with sessions() as db:
         assert sum(s.sold for s in (await db.exec(select(Screening))).all()) == 12
 
 
-async def test_three_orders_at_once_cannot_take_eighteen_seats(sessions):
+async def test_three_orders_at_once_cannot_take_eighteen_seats(sessions, provider):
     answers = await asyncio.gather(*(tickets(sessions, 1, 6) for _ in range(3)))
-    assert sum("购票成功" in a.text for a in answers) == 1
+    assert sum("待支付" in a.text for a in answers) == 1
     async with sessions() as db:
         assert sum(s.sold for s in (await db.exec(select(Screening))).all()) == 6
 

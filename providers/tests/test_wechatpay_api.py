@@ -56,7 +56,9 @@ async def merchant() -> AsyncIterator[Merchant]:
 
 @pytest.fixture
 async def server() -> AsyncIterator[LocalWeChatPay]:
-    async with LocalWeChatPay(MCHID, APPID, APIV3_KEY, MERCHANT_KEY.public_key(), SERIAL, retry_s=(0.05,)) as running:
+    async with LocalWeChatPay(
+        MCHID, APPID, APIV3_KEY, MERCHANT_KEY.public_key(), SERIAL, retry_s=(0.05,), refund_s=0.05
+    ) as running:
         yield running
 
 
@@ -187,3 +189,53 @@ async def test_a_notification_not_acknowledged_is_sent_again():
                 await asyncio.sleep(0.05)
             assert [d.status for d in server.messages] == [500, 200]
             assert merchant.received[0][1] == merchant.received[1][1]  # the same notification, same id
+
+
+async def paid_order(server: LocalWeChatPay, pay: WeChatPayClient, no: str, total: int) -> None:
+    await pay.native(no, "克拉玛依电影票", total, soon())
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/_control/pay/{no}", json={"notify": False}) as response:
+            assert response.status == 200 and (await response.json())["notify_status"] is None
+
+
+async def test_a_refund_is_processing_then_notified_signed_and_encrypted(server, merchant):
+    pay = client(server, merchant)
+    await paid_order(server, pay, "DD2612070001abcd", 9000)
+    assert merchant.received == []  # paid with its notification lost: the order query still says so
+    assert (await pay.query("DD2612070001abcd")).trade_state == "SUCCESS"
+
+    asked = await pay.refund("DD2612070001abcd", "TKDD2612070001abcd", 9000, 9000, "市民取消")
+    assert (asked.status, asked.refund_fen, asked.total_fen) == ("PROCESSING", 9000, 9000)
+    again = await pay.refund("DD2612070001abcd", "TKDD2612070001abcd", 9000, 9000, "市民取消")
+    assert again.refund_id == asked.refund_id  # the same refund number is the same refund
+
+    await asyncio.wait_for(merchant.arrived.wait(), 10)
+    headers, body = merchant.received[0]
+    event, refund = await pay.notification(headers, body)  # the library verifies and decrypts it
+    assert event == "REFUND.SUCCESS" and "9000" not in body.decode()
+    assert (refund.status, refund.out_refund_no, refund.refund_fen, refund.mchid) == (
+        "SUCCESS",
+        "TKDD2612070001abcd",
+        9000,
+        MCHID,
+    )
+    assert (await pay.query("DD2612070001abcd")).trade_state == "REFUND"
+
+
+async def test_a_refund_of_an_unpaid_order_or_of_more_than_was_paid_is_refused(server, merchant):
+    pay = client(server, merchant)
+    await pay.native("DD2612070002abcd", "克拉玛依电影票", 9000, soon())
+    with pytest.raises(PaymentError) as unpaid:
+        await pay.refund("DD2612070002abcd", "TKDD2612070002abcd", 9000, 9000, "市民取消")
+    assert unpaid.value.code == "INVALID_REQUEST"
+    await paid_order(server, pay, "DD2612070003abcd", 9000)
+    await pay.refund("DD2612070003abcd", "TK1", 6000, 9000, "部分退款")
+    with pytest.raises(PaymentError) as too_much:
+        await pay.refund("DD2612070003abcd", "TK2", 6000, 9000, "部分退款")
+    assert too_much.value.code == "NOT_ENOUGH"
+    with pytest.raises(PaymentError) as other_amount:
+        await pay.refund("DD2612070003abcd", "TK1", 3000, 9000, "部分退款")
+    assert other_amount.value.code == "INVALID_REQUEST"
+    with pytest.raises(PaymentError) as paid_order_closed:
+        await pay.close("DD2612070003abcd")
+    assert paid_order_closed.value.code == "ORDERPAID"
