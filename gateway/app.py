@@ -20,6 +20,7 @@ from channels.webchat.wire import CHANNEL as WEBCHAT
 from channels.webpush.handler import WebPushChannel
 from channels.webpush.vapid import load_private_key, public_key_b64
 from channels.wechat.handler import WeChatChannel
+from common import trace
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
@@ -28,6 +29,7 @@ from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
 from gateway.outbound.push_subscriptions import SqlPushSubscriptions
 from gateway.payments import PaymentNotifications, merchant_config
+from gateway.scrape import Scrape
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from gateway.webchat import session_ids
@@ -48,11 +50,18 @@ MESSAGING = web.AppKey("messaging", Messaging)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[traced, json_errors])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+@web.middleware
+async def traced(request: web.Request, handler):
+    """Every request starts a trace: a citizen's message carries its id from here (common/trace.py)."""
+    with trace.bound(None):
+        return await handler(request)
 
 
 @web.middleware
@@ -118,6 +127,8 @@ async def _resources(app: web.Application):
         )
         app.router.add_routes(webchat.routes(inbound))
         app.router.add_routes(staff_routes(settings, c.sessions, c.state))
+        queues = {"outbound": c.messaging.outbox, "inbox": c.messaging.inbox}
+        app.router.add_routes(Scrape(settings.metrics_token, c.bridge, queues, c.sessions).routes())
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())
         if settings.twilio_auth_token:

@@ -1,0 +1,59 @@
+"""CITYGW_LOG_FORMAT=json: one SMS turn, from Twilio's signed webhook to the provider send, leaves log
+lines that share one trace id — the same id the turn's metadata carries to Rasa — and none of them
+holds the citizen's phone number unmasked. The real gateway app in process, the stand-in Rasa (it
+records the metadata it was sent) and the local Twilio server."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from gateway.logs import mask, setup_logging
+from providers.twilio_api import LocalTwilio
+from tests.fake_rasa import running_gateway
+from tests.test_metrics import CITIZEN, SID, TOKEN, sms_from_citizen, twilio_settings, wait_for
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:twilio")
+
+
+@pytest.fixture
+def json_log():
+    """The gateway's own JSON logging set-up, writing to a buffer; the test's logging restored after."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    buffer = io.StringIO()
+    setup_logging("INFO", "json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+
+
+async def test_one_sms_turn_logs_one_trace_id_and_no_phone_number(template, tmp_path, rasa, json_log):
+    async with (
+        LocalTwilio(SID, TOKEN) as twilio,
+        running_gateway(template, tmp_path, rasa, **twilio_settings(twilio)) as gw,
+    ):
+        await sms_from_citizen(gw, "12路到哪了，我电话13912345678", "SM" + "b" * 32)
+        await wait_for(lambda: any(m.to == CITIZEN for m in twilio.messages))
+        await wait_for(lambda: "sent message:" in json_log.getvalue())
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines() if line.strip()]
+    assert lines, "nothing was logged"
+    sent_to_rasa = rasa.requests[-1]["metadata"]["trace_id"]
+
+    def line(fragment: str) -> dict:
+        found = [entry for entry in lines if fragment in entry["message"]]
+        assert found, f"no log line with {fragment!r} in {[e['message'] for e in lines]}"
+        return found[0]
+
+    story = [line("sms message from"), line("turn on sms"), line("sent message:")]
+    assert {entry.get("trace_id") for entry in story} == {sent_to_rasa}
+    assert all(entry["level"] and entry["logger"] and entry["time"] for entry in story)
+    # the webhook's sender is masked where it is named, and the number never appears in full
+    assert mask(CITIZEN) in line("sms message from")["message"]
+    text = json_log.getvalue()
+    assert "13912345678" not in text and "8613912345678" not in text
