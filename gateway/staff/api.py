@@ -24,9 +24,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.broadcast import service as engine
 from gateway.config import Settings
-from gateway.db.models import Broadcast, Community, District, School, SchoolClass, StaffSession, StaffUser
+from gateway.db.models import (
+    Broadcast,
+    Community,
+    District,
+    School,
+    SchoolClass,
+    StaffSession,
+    StaffUser,
+    utcnow,
+)
 from gateway.logs import mask
-from gateway.staff import accounts, audit
+from gateway.staff import accounts, audit, unanswered
 from gateway.staff import schemas as s
 from gateway.staff.auth import (
     authenticate,
@@ -48,6 +57,7 @@ from gateway.staff.openapi import Endpoint, build_document
 from gateway.staff.passwords import hash_password_async, needs_rehash, verify_password_async
 from gateway.state import StateStore
 from intents.runtime import city_tz
+from intents.services import catalogue
 
 MAX_ID = 2**63 - 1  # the largest key SQLite and PostgreSQL (bigint) hold
 
@@ -62,6 +72,7 @@ CITY_READERS = frozenset({"admin", "broadcaster", "approver", "viewer"})
 SENDERS = frozenset({"admin", "broadcaster"})
 APPROVERS = frozenset({"admin", "approver"})
 SCHOOL = frozenset({"admin", "school"})
+REVIEWERS = frozenset({"admin", "viewer"})  # who may read what citizens asked that went unanswered
 
 
 @dataclass
@@ -262,6 +273,32 @@ class StaffApi:
                 response=s.NoticeDetailOut,
             ),
             E("POST", f"{n}/remind", self.remind, "提醒未确认的家长", SCHOOL, response=s.RemindedOut),
+            E(
+                "GET",
+                f"{P}/unanswered",
+                self.unanswered,
+                "助手没能解答的问题，按相似度分组（数字已打码）",
+                REVIEWERS,
+                query=s.UnansweredQuery,
+                response=s.UnansweredOut,
+            ),
+            E(
+                "POST",
+                f"{P}/unanswered/assign",
+                self.assign_unanswered,
+                "把一组问题归入某项服务，或标为不属于服务范围",
+                ADMIN,
+                body=s.AssignIn,
+                response=s.AssignOut,
+            ),
+            E(
+                "GET",
+                f"{P}/unanswered/export",
+                self.export_unanswered,
+                "下载已归类的问题：服务目录格式的候选训练样例（YAML）",
+                ADMIN,
+                download=unanswered.MEDIA_TYPE,
+            ),
         ]
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -586,6 +623,57 @@ class StaffApi:
         return out(s.RemindedOut, reminded=count)
 
     # --- console pages and unknown paths ------------------------------------------------------
+
+    # --- unanswered questions ------------------------------------------------------------------
+
+    async def unanswered(self, ctx: Ctx) -> web.Response:
+        q: s.UnansweredQuery = ctx.query
+        groups = await unanswered.listing(ctx.db, assigned=q.status == "assigned")
+        families = {f.id: f.name for f in catalogue().families}
+        services = {svc.intent: families.get(svc.family, "") for svc in catalogue().services}
+        return out(
+            s.UnansweredOut,
+            groups=[
+                {
+                    "text": g.text,
+                    "count": g.count,
+                    "ids": g.ids,
+                    "wordings": [{"text": t, "count": n} for t, n in g.texts.most_common(10)],
+                    "outcomes": dict(g.outcomes),
+                    "channels": dict(g.channels),
+                    "assigned_to": dict(g.assigned),
+                    "last_at": g.last_at,
+                }
+                for g in groups
+            ],
+            questions=sum(g.count for g in groups),
+            targets=[
+                {"id": intent, "name": name, "family": services.get(intent, "")}
+                for intent, name in unanswered.targets().items()
+            ],
+        )
+
+    async def assign_unanswered(self, ctx: Ctx) -> web.Response:
+        body: s.AssignIn = ctx.body
+        name = unanswered.targets().get(body.target)
+        if name is None:
+            raise ApiError(400, "unknown_service", f"服务目录里没有“{body.target}”：请从列表中选择一项服务。")
+        changed = await unanswered.assign(ctx.db, body.ids, body.target, ctx.me.id or 0)
+        if changed == 0:
+            raise not_found("这些问题不存在。")
+        ctx.record("unanswered_assign", f"service:{body.target}", questions=changed, service=name)
+        return out(s.AssignOut, assigned=changed, target=body.target)
+
+    async def export_unanswered(self, ctx: Ctx) -> web.Response:
+        text, count = await unanswered.export(ctx.db)
+        ctx.record("unanswered_export", None, examples=count)
+        name = f"unanswered-examples-{utcnow():%Y%m%d}.yaml"
+        return web.Response(
+            text=text,
+            content_type=unanswered.MEDIA_TYPE,
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     async def console_redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/staff/")

@@ -44,6 +44,7 @@ class Endpoint:
     response: type[BaseModel] | None = None
     status: int = 200
     also: tuple[int, ...] = ()  # other success statuses (200 for a repeated idempotency key)
+    download: str | None = None  # the media type of a file the endpoint answers with, instead of JSON
 
     @property
     def csrf(self) -> bool:
@@ -112,6 +113,9 @@ def _operation(endpoint: Endpoint, refs: dict[tuple[type[BaseModel], str], dict]
     for status in (endpoint.status, *endpoint.also):
         if status == 204:
             responses[str(status)] = {"description": "完成，无内容"}
+        elif endpoint.download is not None:
+            content = {endpoint.download: {"schema": {"type": "string"}}}
+            responses[str(status)] = {"description": "文件下载", "content": content}
         elif endpoint.response is None:  # a document of its own kind (this one)
             content = {"application/json": {"schema": {"type": "object"}}}
             responses[str(status)] = {"description": "成功", "content": content}

@@ -366,3 +366,48 @@ class NoticeDetailOut(BaseModel):
 
 class RemindedOut(BaseModel):
     reminded: int
+
+
+# --- unanswered questions -------------------------------------------------------------------------
+
+
+class UnansweredQuery(Query):
+    status: Literal["open", "assigned"] = Field(default="open", description="open：待归类；assigned：已归类")
+
+
+class WordingOut(BaseModel):
+    text: str = Field(description="市民原话（数字已打码）")
+    count: int
+
+
+class UnansweredGroupOut(BaseModel):
+    text: str = Field(description="这一组里问得最多的说法")
+    count: int
+    ids: list[int] = Field(description="这一组的问题编号：归类时原样提交")
+    wordings: list[WordingOut]
+    outcomes: dict[str, int] = Field(description="declined 婉拒 / not_understood 没听懂 / suggested 只给了猜测")
+    channels: dict[str, int]
+    assigned_to: dict[str, int] = Field(description="已归入的服务（意图名）及题数")
+    last_at: datetime | None
+
+
+class TargetOut(BaseModel):
+    id: str = Field(description="服务的意图名，或 out_of_scope")
+    name: str
+    family: str
+
+
+class UnansweredOut(BaseModel):
+    groups: list[UnansweredGroupOut]
+    questions: int
+    targets: list[TargetOut]
+
+
+class AssignIn(Strict):
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(min_length=1, max_length=2000)
+    target: Id = Field(description="服务的意图名（见 targets），或 out_of_scope 表示不属于服务范围")
+
+
+class AssignOut(BaseModel):
+    assigned: int
+    target: str

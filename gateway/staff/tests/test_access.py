@@ -41,6 +41,9 @@ ENDPOINTS = [
     ("GET", "/api/staff/notices", "/api/staff/notices", {"admin", "school"}),
     ("GET", "/api/staff/notices/1", "/api/staff/notices/{id}", {"admin", "school"}),
     ("POST", "/api/staff/notices/1/remind", "/api/staff/notices/{id}/remind", {"admin", "school"}),
+    ("GET", "/api/staff/unanswered", "/api/staff/unanswered", {"admin", "viewer"}),
+    ("POST", "/api/staff/unanswered/assign", "/api/staff/unanswered/assign", {"admin"}),
+    ("GET", "/api/staff/unanswered/export", "/api/staff/unanswered/export", {"admin"}),
 ]
 PUBLIC = [("POST", "/api/staff/login"), ("GET", "/api/staff/openapi.json")]
 IDS = [f"{method} {routed}" for method, _, routed, _ in ENDPOINTS]
