@@ -108,7 +108,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_the_gateway_kept_exactly_the_questions_the_bot_could_not_serve(world: World) -> None:
+async def test_the_gateway_kept_exactly_the_questions_the_bot_could_not_serve(world: World) -> None:
     with world.stack.db() as db:
         rows = db.exec(
             select(UnansweredQuestion, Message.text).join(
