@@ -35,7 +35,7 @@ from gateway.db.models import (
     utcnow,
 )
 from gateway.logs import mask
-from gateway.staff import accounts, audit, unanswered
+from gateway.staff import accounts, audit, charts, dashboard, unanswered
 from gateway.staff import schemas as s
 from gateway.staff.auth import (
     authenticate,
@@ -273,6 +273,33 @@ class StaffApi:
                 response=s.NoticeDetailOut,
             ),
             E("POST", f"{n}/remind", self.remind, "提醒未确认的家长", SCHOOL, response=s.RemindedOut),
+            E(
+                "GET",
+                f"{P}/dashboard",
+                self.dashboard,
+                "数据看板：按天按渠道的市民消息数、各渠道送达率",
+                CITY_READERS,
+                query=s.DashboardQuery,
+                response=s.DashboardOut,
+            ),
+            E(
+                "GET",
+                rf"{P}/dashboard/{{figure:messages|delivery}}.svg",
+                self.dashboard_chart,
+                "数据看板的图（SVG，服务器绘制）：messages 每日消息、delivery 送达率",
+                CITY_READERS,
+                query=s.DashboardQuery,
+                download="image/svg+xml",
+            ),
+            E(
+                "GET",
+                rf"{P}/dashboard/{{figure:messages|delivery}}.csv",
+                self.dashboard_csv,
+                "数据看板的表（CSV 下载）",
+                CITY_READERS,
+                query=s.DashboardQuery,
+                download="text/csv",
+            ),
             E(
                 "GET",
                 f"{P}/unanswered",
@@ -623,6 +650,65 @@ class StaffApi:
         return out(s.RemindedOut, reminded=count)
 
     # --- console pages and unknown paths ------------------------------------------------------
+
+    # --- dashboard ---------------------------------------------------------------------------------
+
+    def _span(self, ctx: Ctx) -> dashboard.Span:
+        q: s.DashboardQuery = ctx.query
+        # the wall clock, not the domain's (CITYGW_FIXED_NOW): messages are stamped with the real time
+        within = dashboard.span(q.start, q.end, datetime.now(city_tz()).date())
+        if isinstance(within, str):
+            raise ApiError(400, "invalid", within)
+        return within
+
+    async def dashboard(self, ctx: Ctx) -> web.Response:
+        within = self._span(ctx)
+        daily = await dashboard.messages_by_day(ctx.db, within)
+        delivery = await dashboard.delivery_by_channel(ctx.db, within)
+        names = dashboard.CHANNEL_NAMES
+        return out(
+            s.DashboardOut,
+            start=within.start,
+            end=within.end,
+            channels={c: names.get(c, c) for c in daily.channels},
+            days=[
+                {
+                    "day": d,
+                    "counts": {c: daily.counts.get((d, c), 0) for c in daily.channels},
+                    "total": sum(daily.counts.get((d, c), 0) for c in daily.channels),
+                }
+                for d in daily.days
+            ],
+            delivery=[{**vars(d), "name": names.get(d.channel, d.channel), "rate": d.rate} for d in delivery],
+        )
+
+    async def dashboard_chart(self, ctx: Ctx) -> web.Response:
+        within = self._span(ctx)
+        names = dashboard.CHANNEL_NAMES
+        period = f"{within.start:%m-%d}至{within.end:%m-%d}"
+        if ctx.request.match_info["figure"] == "messages":
+            daily = await dashboard.messages_by_day(ctx.db, within)
+            svg = charts.daily_bars(f"每日市民消息（按渠道，{period}）", daily.days, daily.series(), names)
+        else:
+            rows = await dashboard.delivery_by_channel(ctx.db, within)
+            svg = charts.rate_bars(f"各渠道送达率（{period}）", rows, names)
+        return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
+
+    async def dashboard_csv(self, ctx: Ctx) -> web.Response:
+        within = self._span(ctx)
+        figure = ctx.request.match_info["figure"]
+        names = dashboard.CHANNEL_NAMES
+        if figure == "messages":
+            text = dashboard.messages_csv(await dashboard.messages_by_day(ctx.db, within), names)
+        else:
+            text = dashboard.delivery_csv(await dashboard.delivery_by_channel(ctx.db, within), names)
+        name = f"{figure}-{within.start:%Y%m%d}-{within.end:%Y%m%d}.csv"
+        return web.Response(
+            text=text,
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     # --- unanswered questions ------------------------------------------------------------------
 

@@ -75,7 +75,9 @@ def _schemas(endpoints: Sequence[Endpoint]) -> tuple[dict[tuple[type[BaseModel],
 def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params = []
     for name, pattern in _PARAM.findall(endpoint.path):
-        schema = {"type": "integer"} if pattern == r"\d+" else {"type": "string"}
+        schema: dict[str, Any] = {"type": "integer"} if pattern == r"\d+" else {"type": "string"}
+        if pattern and re.fullmatch(r"\w+(\|\w+)+", pattern):  # one of a few names: {figure:messages|delivery}
+            schema["enum"] = pattern.split("|")
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if endpoint.query is not None:
         schema = endpoint.query.model_json_schema()

@@ -3,7 +3,7 @@ responses (used to serialise). The OpenAPI document is generated from these same
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -411,3 +411,34 @@ class AssignIn(Strict):
 class AssignOut(BaseModel):
     assigned: int
     target: str
+
+
+# --- dashboard --------------------------------------------------------------------------------------
+
+
+class DashboardQuery(Query):
+    start: date | None = Field(default=None, description="开始日期（本市日期，含当天）；默认结束日期前13天")
+    end: date | None = Field(default=None, description="结束日期（含当天）；默认今天")
+
+
+class DayOut(BaseModel):
+    day: date
+    counts: dict[str, int] = Field(description="渠道 → 市民发来的消息数")
+    total: int
+
+
+class DeliveryOut(BaseModel):
+    channel: str
+    name: str
+    sent: int = Field(description="已发出（含已送达、未送达、失败与尚无回报的）")
+    delivered: int
+    failed: int
+    rate: float | None = Field(description="已送达 ÷ 已发出；没有发出时为空")
+
+
+class DashboardOut(BaseModel):
+    start: date
+    end: date
+    channels: dict[str, str] = Field(description="渠道 → 名称")
+    days: list[DayOut]
+    delivery: list[DeliveryOut]

@@ -305,6 +305,7 @@
     if (CAN.compose(me)) links.push(["#/broadcasts/new", "新建广播"]);
     if (CAN.notices(me)) links.push(["#/notices", "学校通知"]);
     if (CAN.composeNotice(me)) links.push(["#/notices/new", "新建通知"]);
+    if (CAN.readBroadcasts(me)) links.push(["#/dashboard", "数据看板"]);
     if (CAN.unanswered(me)) links.push(["#/unanswered", "未解答问题"]);
     if (CAN.admin(me)) links.push(["#/users", "用户管理"], ["#/audit", "审计日志"]);
     return links;
@@ -363,6 +364,7 @@
     [/^#\/users$/, viewUsers, "admin"],
     [/^#\/audit$/, viewAudit, "admin"],
     [/^#\/unanswered$/, viewUnanswered, "unanswered"],
+    [/^#\/dashboard$/, viewDashboard, "readBroadcasts"],
   ];
 
   function go(hash) {
@@ -1833,6 +1835,107 @@
       gen,
       el("div", { class: "view-head" }, el("h1", {}, "审计日志")),
       el("div", { class: "filters" }, field("显示", limit)),
+      holder,
+    );
+  }
+
+  // ---- 数据看板 --------------------------------------------------------------
+
+  async function viewDashboard(view, gen) {
+    const start = el("input", { id: "dash-start", type: "date", required: true });
+    const end = el("input", { id: "dash-end", type: "date", required: true });
+    const show = el("button", { type: "submit", class: "primary", id: "dash-show" }, "查看");
+    const error = errorBox("dash-error");
+    const holder = el("div", { id: "dashboard" });
+    const pct = (r) => (r === null || r === undefined ? "—" : `${(r * 100).toFixed(1)}%`);
+
+    function figure(name, title, data, tableNode) {
+      const range = `start=${data.start}&end=${data.end}`;
+      return el(
+        "section",
+        { class: "card chart", id: `dash-${name}` },
+        el("h2", {}, title),
+        el(
+          "figure",
+          {},
+          el("img", {
+            src: `${API}/dashboard/${name}.svg?${range}`,
+            alt: `${title}（${data.start} 至 ${data.end}），数字见下表`,
+            width: 480,
+            loading: "lazy",
+          }),
+        ),
+        tableNode,
+        el(
+          "a",
+          { href: `${API}/dashboard/${name}.csv?${range}`, download: "", class: "button", id: `dash-${name}-csv` },
+          "下载 CSV",
+        ),
+      );
+    }
+
+    const load = async (query) => {
+      const data = await api("GET", `/dashboard${query}`);
+      if (gen !== state.gen) return;
+      start.value = data.start;
+      end.value = data.end;
+      const channels = Object.entries(data.channels || {});
+      const dayColumns = [
+        ["日期", (d) => d.day],
+        ...channels.map(([id, name]) => [name, (d) => String(d.counts[id] ?? 0)]),
+        ["合计", (d) => String(d.total)],
+      ];
+      fill(
+        holder,
+        figure(
+          "messages",
+          "每日市民消息（按渠道）",
+          data,
+          table("每日市民消息", dayColumns, listOf(data, "days"), { id: "dash-messages-table", compact: true }),
+        ),
+        figure(
+          "delivery",
+          "各渠道送达率",
+          data,
+          table(
+            "各渠道送达率",
+            [
+              ["渠道", (d) => d.name],
+              ["已发出", (d) => String(d.sent)],
+              ["已送达", (d) => String(d.delivered)],
+              ["失败", (d) => String(d.failed)],
+              ["送达率", (d) => pct(d.rate)],
+            ],
+            listOf(data, "delivery"),
+            { id: "dash-delivery-table", empty: "该时段没有发出的消息", compact: true },
+          ),
+        ),
+      );
+    };
+    const form = el(
+      "form",
+      { class: "filters", id: "dash-range", novalidate: true },
+      field("开始日期", start),
+      field("结束日期", end),
+      el("div", { class: "actions" }, show),
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError(error);
+      try {
+        await load(`?start=${encodeURIComponent(start.value)}&end=${encodeURIComponent(end.value)}`);
+      } catch (err) {
+        showError(err, error);
+      }
+    });
+    await load("");
+    mount(
+      view,
+      gen,
+      el("div", { class: "view-head" }, el("h1", {}, "数据看板")),
+      el("p", { class: "hint" }, "日期按本市时间（北京时间）计；送达率 = 回报已送达 ÷ 已发出。"),
+      form,
+      error,
       holder,
     );
   }

@@ -1,13 +1,19 @@
-"""The unanswered-questions page in a real browser (Debian's Chromium) against the real running system:
+"""The operators' pages of the console in a real browser (Debian's Chromium) against the real running
+system: the unanswered-questions page and the dashboard.
+
+The unanswered questions:
 citizens ask the real Rasa things no city service covers; the OutOfScope action reports the turns it
 could not serve and the gateway keeps them; an admin sees them grouped on /staff/#/unanswered, assigns a
 group out of scope, finds it under 已归类, and downloads the candidate training examples; a viewer reads
-the page without the assign controls. A screenshot of the page at a phone's size is kept in
-var/screenshots/unanswered.png and checked (a real rendering of the phone's width, not a blank page)."""
+the page without the assign controls. The dashboard: the day's web chat messages in its table and chart
+(server-drawn SVG), a range chosen by date, the table as a CSV download. Screenshots of both pages at a
+phone's size are kept in var/screenshots/ and checked (the phone's width, not a blank page)."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import re
 import secrets
 import struct
@@ -108,6 +114,17 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+async def screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot at the phone's size, checked to be a real rendering."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / f"{name}.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    width, height = png_size(shot)
+    assert width == VIEWPORT["width"] and height >= VIEWPORT["height"] // 2
+    assert shot.stat().st_size > 10_000, f"the {name} screenshot looks blank"
+    return shot
+
+
 async def test_the_gateway_kept_exactly_the_questions_the_bot_could_not_serve(world: World) -> None:
     with world.stack.db() as db:
         rows = db.exec(
@@ -133,12 +150,7 @@ async def test_admin_groups_assigns_and_exports(browser: Browser, world: World) 
         assert "13912345678" not in body.replace(" ", ""), "the page shows the phone number unmasked"
         assert await page.evaluate(NO_HORIZONTAL_SCROLL), "the page scrolls sideways on a phone"
         assert await page.evaluate(UNLABELLED) == [], "every control has a label"
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SCREENSHOTS / "unanswered.png"
-        await page.screenshot(path=str(shot), full_page=True)
-        width, height = png_size(shot)
-        assert width == VIEWPORT["width"] and height >= VIEWPORT["height"] // 2
-        assert shot.stat().st_size > 10_000, "the screenshot looks blank"
+        await screenshot(page, "unanswered")
 
         joke = next(t for t in world.unserved if "笑话" in t or "男朋友" in t)
         row = table.locator("tbody tr", has_text=joke).first
@@ -171,6 +183,48 @@ async def test_a_viewer_reads_the_page_without_assigning(browser: Browser, world
         await expect(page.locator("#unanswered-table")).to_be_visible()
         await expect(page.locator("select.assign-target")).to_have_count(0)
         await expect(page.locator("#unanswered-export")).to_have_count(0)
+    finally:
+        await page.context.close()
+    assert not errors, f"JavaScript errors on the console page: {errors}"
+
+
+IMAGES_DRAWN = """() => [...document.querySelectorAll('#dashboard img')]
+    .map(img => img.complete && img.naturalWidth > 0)"""
+
+
+async def test_dashboard_shows_the_days_messages_in_chart_table_and_csv(browser: Browser, world: World) -> None:
+    page, errors = await console(browser, world.stack, world.viewer)
+    try:
+        await page.get_by_role("link", name="数据看板").click()
+        messages = page.locator("#dash-messages-table")
+        await expect(messages).to_contain_text("网页聊天")
+        today = await page.locator("#dash-end").input_value()
+        row = messages.locator("tbody tr", has_text=today)
+        total = int((await row.locator("td").last.inner_text()).strip())
+        assert total >= len(ASKED) + 1, f"today's row counts the residents' {len(ASKED) + 1} messages: {total}"
+        await expect(page.locator("#dash-delivery-table")).to_be_visible()
+        await page.wait_for_function(f"({IMAGES_DRAWN})().length === 2 && ({IMAGES_DRAWN})().every(Boolean)")
+        assert await page.evaluate(NO_HORIZONTAL_SCROLL), "the dashboard scrolls sideways on a phone"
+        assert await page.evaluate(UNLABELLED) == [], "every control has a label"
+        await screenshot(page, "dashboard")
+
+        # one day only: the table has that day's row alone
+        await page.get_by_label("开始日期").fill(today)
+        await page.get_by_role("button", name="查看").click()
+        await expect(messages.locator("tbody tr")).to_have_count(1)
+        # a backwards range: the server's reason, in Chinese
+        await page.get_by_label("开始日期").fill("2026-12-31")
+        await page.get_by_label("结束日期").fill("2026-01-01")
+        await page.get_by_role("button", name="查看").click()
+        await expect(page.locator("#dash-error")).to_contain_text("开始日期不能晚于结束日期")
+
+        async with page.expect_download() as download_info:
+            await page.locator("#dash-messages-csv").click()
+        download = await download_info.value
+        saved = Path(await download.path())
+        text = await asyncio.to_thread(saved.read_text, encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows[0][0] == "日期" and rows[0][-1] == "合计" and rows[1][0] == today
     finally:
         await page.context.close()
     assert not errors, f"JavaScript errors on the console page: {errors}"
