@@ -19,6 +19,7 @@ OUTCOME_KEY = "turn_outcome"
 DECLINED = "declined"  # out of scope: the polite no and the menu
 NOT_UNDERSTOOD = "not_understood"  # the classifier was unsure and no service was plausible
 SUGGESTED = "suggested"  # unsure: "did you mean" buttons, or services a keyword matched
+OUTCOMES = (DECLINED, NOT_UNDERSTOOD, SUGGESTED)
 
 
 def _service_buttons(services: list[Service]) -> list[dict[str, str]]:

@@ -207,3 +207,14 @@ def test_the_scrape_config_scrapes_metrics_with_the_token():
     gateway = jobs["citygw-gateway"]
     assert gateway["metrics_path"] == "/metrics"
     assert gateway["authorization"]["type"] == "Bearer"
+
+
+async def test_an_outcome_the_gateway_does_not_know_is_neither_a_label_nor_kept(template, tmp_path, rasa):
+    async with running_gateway(template, tmp_path, rasa) as gw:
+        rasa.answer_raw([{"text": "好的"}, {"custom": {"turn_outcome": "x" * 60}}])
+        session = await gw.new_session()
+        status, body = await gw.say(session, "随便说说")
+        _, text = await scrape(gw)
+        kept = gw.query("SELECT * FROM unansweredquestion")
+    assert status == 200 and [r["text"] for r in body["replies"]] == ["好的"]
+    assert "x" * 60 not in text and kept == []

@@ -57,3 +57,14 @@ async def test_one_sms_turn_logs_one_trace_id_and_no_phone_number(template, tmp_
     assert mask(CITIZEN) in line("sms message from")["message"]
     text = json_log.getvalue()
     assert "13912345678" not in text and "8613912345678" not in text
+
+
+async def test_each_web_chat_message_gets_its_own_trace_id(template, tmp_path, rasa, json_log):
+    async with running_gateway(template, tmp_path, rasa) as gw:
+        session = await gw.new_session()
+        await gw.say(session, "你好", message_id="one")
+        await gw.say(session, "12路到哪了", message_id="two")
+    first, second = (r["metadata"]["trace_id"] for r in rasa.requests[-2:])
+    assert first and second and first != second
+    turns = [json.loads(line) for line in json_log.getvalue().splitlines() if "turn on webchat" in line]
+    assert [t["trace_id"] for t in turns] == [first, second]

@@ -42,7 +42,9 @@ async def test_out_of_scope_is_declined():
 
 
 async def test_unsure_with_nothing_plausible_is_not_understood():
-    text, outcome = await outcome_of(tracker("嗯嗯啊啊那个那个", "nlu_fallback", [{"name": "greet", "confidence": 0.05}]))
+    text, outcome = await outcome_of(
+        tracker("嗯嗯啊啊那个那个", "nlu_fallback", [{"name": "greet", "confidence": 0.05}])
+    )
     assert text.startswith("抱歉") and outcome == "not_understood"
 
 

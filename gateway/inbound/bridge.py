@@ -13,7 +13,7 @@ import aiohttp
 
 from channels.base import Reply
 from gateway import metrics
-from intents.menu import OUTCOME_KEY
+from intents.menu import OUTCOME_KEY, OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,17 @@ class BotTurn:
 
 def bot_turn(payload: list[dict[str, Any]]) -> BotTurn:
     """Rasa's REST answer: text/button messages become replies; the bot's outcome rides in a custom
-    message of its own ({"custom": {OUTCOME_KEY: ...}}), which no channel shows."""
+    message of its own ({"custom": {OUTCOME_KEY: ...}}), which no channel shows. An outcome this gateway
+    does not know is dropped: it becomes a metric label and a stored value."""
     outcome = None
     replies = []
     for raw in payload:
         custom = raw.get("custom")
-        if isinstance(custom, dict) and isinstance(custom.get(OUTCOME_KEY), str):
-            outcome = custom[OUTCOME_KEY]
+        if isinstance(custom, dict) and OUTCOME_KEY in custom:
+            if custom[OUTCOME_KEY] in OUTCOMES:
+                outcome = custom[OUTCOME_KEY]
+            else:
+                log.warning("the bot reported an unknown turn outcome %.40r: ignored", custom[OUTCOME_KEY])
             continue
         replies.append(reply_from_rasa(raw))
     return BotTurn(replies, outcome)

@@ -74,6 +74,11 @@ class Inbound:
 
     async def handle(self, message: InboundMessage) -> TurnResult:
         """A message answered in its own request: the result carries the replies (MessageHandler)."""
+        # one trace id per message: a web chat socket carries many messages in one request
+        with trace.bound(None):
+            return await self._handle(message)
+
+    async def _handle(self, message: InboundMessage) -> TurnResult:
         wire = self.wires[message.channel]
         if not await self.seen.first_time(message):
             metrics.INBOUND_DUPLICATES.labels(message.channel).inc()
