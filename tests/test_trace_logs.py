@@ -10,7 +10,11 @@ import json
 import logging
 
 import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
 
+from common.logfilter import MaskingFilter
+from common.trace import JsonFormatter
 from gateway.logs import mask, setup_logging
 from providers.twilio_api import LocalTwilio
 from tests.fake_rasa import running_gateway
@@ -68,3 +72,42 @@ async def test_each_web_chat_message_gets_its_own_trace_id(template, tmp_path, r
     assert first and second and first != second
     turns = [json.loads(line) for line in json_log.getvalue().splitlines() if "turn on webchat" in line]
     assert [t["trace_id"] for t in turns] == [first, second]
+
+
+async def test_the_action_server_logs_under_the_trace_id_the_turn_carried(monkeypatch):
+    """The trace id rides in the turn's metadata to the action server: what an action logs carries it
+    (bot/actions/safety.py binds it around every action). A failing action is the line it writes."""
+    import bot.actions.core as core
+
+    def broken(text):
+        raise KeyError("menu")
+
+    monkeypatch.setattr(core, "out_of_scope", broken)
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("bot.actions")
+    logger.addHandler(handler)
+    try:
+        tracker = Tracker(
+            sender_id="session-trace-0123456789",
+            slots={},
+            latest_message={
+                "text": "写首诗",
+                "intent": {"name": "out_of_scope"},
+                "entities": [],
+                "metadata": {"trace_id": "0123456789abcdef"},
+            },
+            events=[],
+            paused=False,
+            followup_action=None,
+            active_loop={},
+            latest_action_name=None,
+        )
+        await core.OutOfScope().run(CollectingDispatcher(), tracker, {})
+    finally:
+        logger.removeHandler(handler)
+    (line,) = [json.loads(text) for text in buffer.getvalue().splitlines()]
+    assert line["trace_id"] == "0123456789abcdef" and line["level"] == "ERROR"
+    assert "session-trace-0123456789" not in line["message"]  # the conversation id is masked
