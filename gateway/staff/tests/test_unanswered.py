@@ -115,3 +115,26 @@ async def test_questions_the_bot_could_not_serve_are_grouped_assigned_and_export
     assert set(examples) <= {s.intent for s in catalogue().services} | {"out_of_scope"}
     assert "物业报修（community.yaml）" in exported.body
     assert [a["detail"] for a in gw.audit("unanswered_export")] == ['{"examples": 3}']
+
+
+def test_grouping_joins_rewordings_and_keeps_unlike_questions_apart():
+    from datetime import UTC, datetime
+
+    from gateway.db.models import UnansweredQuestion
+    from gateway.staff.unanswered import group
+
+    texts = [
+        "楼道灯坏了找谁",
+        "楼道的灯坏了找谁修",
+        "樓道燈壞了找誰",
+        "你有男朋友没",
+        "你有没有男朋友啊",
+        "今天股票涨不涨",
+    ]
+    questions = [
+        UnansweredQuestion(id=n, message_id=n, channel="sms", text=t, outcome="declined", created_at=datetime.now(UTC))
+        for n, t in enumerate(texts, 1)
+    ]
+    groups = {g.text: sorted(g.ids) for g in group(questions)}
+    # traditional characters are normalised before comparing: the same question
+    assert groups == {"楼道灯坏了找谁": [1, 2, 3], "你有男朋友没": [4, 5], "今天股票涨不涨": [6]}
