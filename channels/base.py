@@ -199,6 +199,7 @@ class Outgoing:
     segments: int = 1  # SMS segments this text costs (the rate limit may count segments)
     template: dict[str, Any] | None = None  # WeChat template message: {"template_id": ..., "data": {...}}
     attempt: int = 0  # sends tried so far
+    trace_id: str = ""  # the id of the citizen's message this answers, for the logs (common/trace.py)
 
     def as_fields(self) -> dict[str, str]:
         """Flat string fields, as a Redis stream entry stores them."""
@@ -220,6 +221,7 @@ class Outgoing:
             segments=int(fields.get("segments", 1)),
             template=json.loads(template) if template else None,
             attempt=int(fields.get("attempt", 0)),
+            trace_id=fields.get("trace_id", ""),
         )
 
 

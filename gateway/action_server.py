@@ -15,6 +15,7 @@ from rasa_sdk.__main__ import main_from_args
 from rasa_sdk.endpoint import create_argument_parser
 
 from common.logfilter import MaskingFilter, install
+from common.trace import JsonFormatter
 from gateway.config import get_settings
 from gateway.db.engine import async_engine, session_factory
 from gateway.domain_ports import plug_into_domain
@@ -29,6 +30,8 @@ install()
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-8s %(name)s  - %(message)s")
 for handler in logging.getLogger().handlers:
     handler.addFilter(MaskingFilter())
+    if get_settings().log_format == "json":  # with the trace id the gateway put in the turn's metadata
+        handler.setFormatter(JsonFormatter())
 plug_into_domain(session_factory(async_engine(get_settings().database_url)), get_settings())
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
@@ -20,6 +21,7 @@ from channels.webchat.wire import CHANNEL as WEBCHAT
 from channels.webpush.handler import WebPushChannel
 from channels.webpush.vapid import load_private_key, public_key_b64
 from channels.wechat.handler import WeChatChannel
+from common import trace
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
@@ -27,7 +29,9 @@ from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
 from gateway.outbound.push_subscriptions import SqlPushSubscriptions
+from gateway.outbound.queue import OutboundQueue
 from gateway.payments import PaymentNotifications, PaymentSweeper, merchant_config
+from gateway.scrape import Scrape
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from gateway.webchat import session_ids
@@ -48,11 +52,18 @@ MESSAGING = web.AppKey("messaging", Messaging)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[traced, json_errors])
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/healthz", healthz)
     return app
+
+
+@web.middleware
+async def traced(request: web.Request, handler):
+    """Every request starts a trace: a citizen's message carries its id from here (common/trace.py)."""
+    with trace.bound(None):
+        return await handler(request)
 
 
 @web.middleware
@@ -118,6 +129,8 @@ async def _resources(app: web.Application):
         )
         app.router.add_routes(webchat.routes(inbound))
         app.router.add_routes(staff_routes(settings, c.sessions, c.state))
+        queues: dict[str, OutboundQueue[Any]] = {"outbound": c.messaging.outbox, "inbox": c.messaging.inbox}
+        app.router.add_routes(Scrape(settings.metrics_token, c.bridge, queues, c.sessions).routes())
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())
         if settings.twilio_auth_token:

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_staff.register(sub)
     args = parser.parse_args(argv)
     settings = get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     return args.func(args, settings)
 
 

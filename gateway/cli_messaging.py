@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 from gateway.config import Settings
 from providers.phone import PHONES
@@ -31,10 +32,34 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             print(f"worker: {args.dispatchers} dispatcher(s), {args.turns} turn runner(s); Ctrl-C stops", flush=True)
-            await stop.wait()
+            async with worker_metrics(settings, c, args.metrics_port):
+                await stop.wait()
 
     asyncio.run(main())
     return 0
+
+
+@contextlib.asynccontextmanager
+async def worker_metrics(settings: Settings, c, port: int | None) -> AsyncIterator[None]:
+    """The worker's own GET /metrics (its sends and turns; the same token rule as the gateway's)."""
+    if port is None:
+        yield
+        return
+    from aiohttp import web
+
+    from gateway.scrape import Scrape
+
+    app = web.Application()
+    queues = {"outbound": c.messaging.outbox, "inbox": c.messaging.inbox}
+    app.router.add_routes(Scrape(settings.metrics_token, c.bridge, queues, c.sessions).routes())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, port).start()
+    print(f"worker: metrics on http://{settings.host}:{port}/metrics", flush=True)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 def wechat_menu(families: list[tuple[str, str]]) -> dict:
@@ -125,6 +150,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker = sub.add_parser("worker", help="run dispatch and turn workers (needs Redis)")
     worker.add_argument("--dispatchers", type=int, default=1)
     worker.add_argument("--turns", type=int, default=1)
+    worker.add_argument("--metrics-port", type=int, help="serve this worker's GET /metrics on CITYGW_HOST:PORT")
     worker.set_defaults(func=cmd_worker)
     menu = sub.add_parser("wechat-menu", help="create the WeChat custom menu from the catalogue's families")
     menu.add_argument("--dry-run", action="store_true", help="print the menu instead of creating it")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = 7 * 24 * 3600
     history_limit: int = 50
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, with the trace id of the message handled
+    # GET /metrics needs `Authorization: Bearer <this>`; unset, only loopback clients may scrape.
+    metrics_token: str | None = None
 
     # Webhooks. Providers sign the URL they call; behind a proxy that is this base, not what we see.
     public_base_url: str | None = None

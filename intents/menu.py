@@ -13,6 +13,13 @@ MAX_BUTTONS = 10
 DID_YOU_MEAN_FLOOR = 0.1
 DID_YOU_MEAN_MAX = 3
 SAID = "said"  # the entity a did-you-mean button carries: the citizen's own words, said again
+# A turn the assistant could not serve is reported to whoever runs the bot (the gateway keeps these
+# questions for staff to review) in a custom message {"custom": {OUTCOME_KEY: outcome}}.
+OUTCOME_KEY = "turn_outcome"
+DECLINED = "declined"  # out of scope: the polite no and the menu
+NOT_UNDERSTOOD = "not_understood"  # the classifier was unsure and no service was plausible
+SUGGESTED = "suggested"  # unsure: "did you mean" buttons, or services a keyword matched
+OUTCOMES = (DECLINED, NOT_UNDERSTOOD, SUGGESTED)
 
 
 def _service_buttons(services: list[Service]) -> list[dict[str, str]]:

@@ -737,7 +737,7 @@ async def test_viewer_sees_no_compose_or_approve_buttons(browser: Browser, world
         broadcast = db.exec(select(Broadcast).where(Broadcast.kind != "school").order_by(col(Broadcast.id))).first()
     async with console(browser, stack, world.staff["viewer"]) as page:
         await expect(page.locator("#who-role")).to_have_text("只读")
-        assert await page.locator("#nav a").all_inner_texts() == ["广播列表"]
+        assert await page.locator("#nav a").all_inner_texts() == ["广播列表", "数据看板", "未解答问题"]
         await expect(page.locator("#new-broadcast")).to_have_count(0)
         # Typing the compose address leads back to the list.
         await page.goto(f"{stack.url}/staff/#/broadcasts/new")
@@ -763,7 +763,16 @@ async def test_admin_manages_users_and_reads_the_audit_log(browser: Browser, wor
     newcomer = f"newcomer_{RUN}"
     async with console(browser, stack, world.staff["admin"]) as page:
         nav = await page.locator("#nav a").all_inner_texts()
-        assert nav == ["广播列表", "新建广播", "学校通知", "新建通知", "用户管理", "审计日志"], nav
+        assert nav == [
+            "广播列表",
+            "新建广播",
+            "学校通知",
+            "新建通知",
+            "数据看板",
+            "未解答问题",
+            "用户管理",
+            "审计日志",
+        ], nav
         await page.get_by_role("link", name="用户管理").click()
         await expect(page.locator("#users-table")).to_contain_text(world.staff["viewer"])
         assert await page.evaluate(UNLABELLED) == [], "every form control has a label"

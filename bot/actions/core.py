@@ -16,7 +16,18 @@ from intents import slots as slot_rules
 from intents import zh
 from intents.city.tables import resolve_record
 from intents.handlers import run_service
-from intents.menu import did_you_mean, help_menu, out_of_scope, search, services_for_entities
+from intents.menu import (
+    DECLINED,
+    NOT_UNDERSTOOD,
+    OUTCOME_KEY,
+    SORRY,
+    SUGGESTED,
+    did_you_mean,
+    help_menu,
+    out_of_scope,
+    search,
+    services_for_entities,
+)
 from intents.runtime import Answer, tables
 from intents.services import Service, catalogue
 
@@ -80,6 +91,12 @@ class OutOfScope(Action):
         guess = did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker)) if unsure else None
         answer = guess or out_of_scope(text)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+        if not text.startswith("/"):  # a button ("都不是") repeats no question of the citizen's
+            # The gateway keeps what the assistant could not serve for staff to review (issue 15).
+            served_nothing = NOT_UNDERSTOOD if unsure else DECLINED
+            dispatcher.utter_message(
+                json_message={OUTCOME_KEY: served_nothing if answer.text.startswith(SORRY) else SUGGESTED}
+            )
         return []
 
 

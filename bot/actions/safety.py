@@ -16,6 +16,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from common import trace
 from common.privacy import mask, where  # session ids are the chat's credential: masked
 
 log = logging.getLogger("bot.actions")
@@ -44,23 +45,32 @@ def never_silent(cls: A) -> A:
 
     @functools.wraps(run)
     async def guarded(self: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict):
-        try:
-            return await run(self, dispatcher, tracker, domain)
-        except Exception as exc:
-            ref = secrets.token_hex(3).upper()
-            log.error(
-                "action %s failed with %s at %s (ref %s, conversation %s)",
-                self.name(),
-                type(exc).__name__,
-                where(exc),
-                ref,
-                mask(tracker.sender_id),
-            )
-            dispatcher.messages.clear()
-            dispatcher.utter_message(text=FAILED.format(ref=ref))
-            failure_events = getattr(self, "failure_events", None)
-            return failure_events(tracker) if failure_events else []
+        # the gateway's trace id rides in the turn's metadata: this action's log lines carry it
+        metadata = (tracker.latest_message or {}).get("metadata") or {}
+        with trace.bound(metadata.get(trace.METADATA_KEY)):
+            return await _run_or_apologise(self, run, dispatcher, tracker, domain)
 
     # Replaced in place, not subclassed: rasa-sdk registers every Action subclass by its name().
     cls.run = guarded  # type: ignore[method-assign]
     return cls
+
+
+async def _run_or_apologise(
+    self: Any, run: Run, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+) -> list[EventType]:
+    try:
+        return await run(self, dispatcher, tracker, domain)
+    except Exception as exc:
+        ref = secrets.token_hex(3).upper()
+        log.error(
+            "action %s failed with %s at %s (ref %s, conversation %s)",
+            self.name(),
+            type(exc).__name__,
+            where(exc),
+            ref,
+            mask(tracker.sender_id),
+        )
+        dispatcher.messages.clear()
+        dispatcher.utter_message(text=FAILED.format(ref=ref))
+        failure_events = getattr(self, "failure_events", None)
+        return failure_events(tracker) if failure_events else []

@@ -31,6 +31,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Outgoing
+from gateway import metrics
 from gateway.broadcast import audience as audiences
 from gateway.broadcast import render
 from gateway.broadcast.lease import Lease
@@ -269,6 +270,7 @@ class BroadcastRunner:
                 await db.rollback()
                 return False
             await db.commit()
+        metrics.BROADCAST_RECIPIENTS_WRITTEN.inc(inserted)
         if end is None:
             log.info("broadcast %d: fan-out complete", broadcast_id)
         return end is not None
@@ -384,6 +386,7 @@ class BroadcastRunner:
             )
             await db.commit()
         if done.rowcount:
+            metrics.BROADCASTS_COMPLETED.inc()
             log.info("broadcast %d: completed", broadcast_id)
             self._resting.pop(broadcast_id, None)
         return bool(done.rowcount)

@@ -120,6 +120,22 @@ class Message(SQLModel, table=True):
     updated_at: datetime | None = None
 
 
+class UnansweredQuestion(SQLModel, table=True):
+    """A citizen's question the assistant could not serve (declined, not understood, or only offered
+    "did you mean"), kept for staff to review: the text with numbers masked, never the sender. Staff
+    assign it to a service (its intent) or to out_of_scope; assignments export as training examples."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", unique=True)
+    channel: str = Field(max_length=32)
+    text: str = Field(max_length=1000)
+    outcome: str = Field(max_length=16, index=True)  # declined | not_understood | suggested
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    assigned_to: str | None = Field(default=None, max_length=64, index=True)  # a service's intent, or out_of_scope
+    assigned_by: int | None = Field(default=None, foreign_key="staffuser.id")
+    assigned_at: datetime | None = None
+
+
 # --- staff, broadcasts and school notices ---------------------------------------------------------
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from channels.base import Reply
+from gateway import metrics
+from intents.menu import OUTCOME_KEY, OUTCOMES
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,33 @@ def reply_from_rasa(raw: dict[str, Any]) -> Reply:
     ]
     text = raw.get("text")
     return Reply(text if isinstance(text, str) else "", buttons)
+
+
+@dataclass(frozen=True)
+class BotTurn:
+    """What Rasa answered: the replies, and the outcome the bot reported for the turn when it could not
+    serve the question (intents.menu: declined, not_understood, suggested), else None."""
+
+    replies: list[Reply] = field(default_factory=list)
+    outcome: str | None = None
+
+
+def bot_turn(payload: list[dict[str, Any]]) -> BotTurn:
+    """Rasa's REST answer: text/button messages become replies; the bot's outcome rides in a custom
+    message of its own ({"custom": {OUTCOME_KEY: ...}}), which no channel shows. An outcome this gateway
+    does not know is dropped: it becomes a metric label and a stored value."""
+    outcome = None
+    replies = []
+    for raw in payload:
+        custom = raw.get("custom")
+        if isinstance(custom, dict) and OUTCOME_KEY in custom:
+            if custom[OUTCOME_KEY] in OUTCOMES:
+                outcome = custom[OUTCOME_KEY]
+            else:
+                log.warning("the bot reported an unknown turn outcome %.40r: ignored", custom[OUTCOME_KEY])
+            continue
+        replies.append(reply_from_rasa(raw))
+    return BotTurn(replies, outcome)
 
 
 class CircuitBreaker:
@@ -98,32 +128,37 @@ class RasaBridge:
             await self._session.close()
 
     async def turn(self, sender: str, text: str, metadata: dict[str, Any]) -> list[Reply]:
+        return (await self.answer(sender, text, metadata)).replies
+
+    async def answer(self, sender: str, text: str, metadata: dict[str, Any]) -> BotTurn:
+        """One turn through Rasa; BotUnavailable when it cannot be had."""
         if self.breaker.state == "half-open":
             await self.probe()  # the gateway tries Rasa itself; a citizen's turn is nobody's experiment
         if not self.breaker.allow():
+            metrics.RASA_FAILURES.labels("circuit_open").inc()
             raise BotUnavailable("circuit open")
         body = {"sender": sender, "message": text, "metadata": metadata}
         url = f"{self.base_url}/webhooks/rest/webhook"
         for attempt in range(self.retries + 1):
             try:
-                async with self._http().post(url, json=body) as response:
-                    if response.status == 200:
-                        payload = await response.json()
-                        if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
-                            raise ValueError(f"not a list of messages: {type(payload).__name__}")
-                        replies = [reply_from_rasa(r) for r in payload]
-                        self.breaker.record_success()
-                        return replies
-                    reason = f"HTTP {response.status}"
-                    # 502/503 come from a proxy or a Rasa still loading: the turn never ran.
-                    retryable = response.status in (502, 503)
+                with metrics.RASA_REQUEST_DURATION.time():
+                    async with self._http().post(url, json=body) as response:
+                        if response.status == 200:
+                            payload = await response.json()
+                            if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
+                                raise ValueError(f"not a list of messages: {type(payload).__name__}")
+                            self.breaker.record_success()
+                            return bot_turn(payload)
+                        reason, kind = f"HTTP {response.status}", "http"
+                        # 502/503 come from a proxy or a Rasa still loading: the turn never ran.
+                        retryable = response.status in (502, 503)
             except aiohttp.ClientConnectorError as exc:
-                reason, retryable = f"connect: {exc.os_error}", True  # nothing reached Rasa
+                reason, kind, retryable = f"connect: {exc.os_error}", "connect", True  # nothing reached Rasa
             except TimeoutError:
                 # Rasa may still run this turn: re-sending it would answer twice.
-                reason, retryable = "timeout", False
+                reason, kind, retryable = "timeout", "timeout", False
             except (aiohttp.ClientError, ValueError) as exc:
-                reason, retryable = f"{type(exc).__name__}", False
+                reason, kind, retryable = f"{type(exc).__name__}", "invalid", False
             except asyncio.CancelledError:
                 self.breaker.abandon()  # a half-open trial that never finished must not block the next one
                 raise
@@ -131,6 +166,7 @@ class RasaBridge:
                 break
             await asyncio.sleep(0.2 * 2**attempt)
         self.breaker.record_failure()
+        metrics.RASA_FAILURES.labels(kind).inc()
         log.warning("rasa turn failed: %s (breaker %s)", reason, self.breaker.state)
         raise BotUnavailable(reason)
 

@@ -12,11 +12,13 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from channels.base import InboundMessage, StatusUpdate
+from common import trace
+from gateway import metrics
 from gateway.logs import mask
 from gateway.outbound.queue import Delivery, OutboundQueue
 from gateway.state import StateStore
@@ -88,12 +90,21 @@ class Intake:
     async def accept(self, message: InboundMessage) -> bool:
         """Queued for a turn; False when it was seen before (a provider's retry)."""
         if not await self.seen.first_time(message):
+            metrics.INBOUND_DUPLICATES.labels(message.channel).inc()
+            log.info(
+                "%s message %s seen before: acknowledged, not answered again",
+                message.channel,
+                mask(message.external_id),
+            )
             return False
+        traced = replace(message, metadata={**message.metadata, trace.METADATA_KEY: trace.current() or trace.new_id()})
         try:
-            await self.inbox.add(InboxEntry(message))
+            await self.inbox.add(InboxEntry(traced))
         except BaseException:
             await self.seen.forget(message)  # not queued: the provider's retry must get through
             raise
+        metrics.INBOUND_MESSAGES.labels(message.channel).inc()
+        log.info("%s message from %s queued for its turn", message.channel, mask(message.sender))
         return True
 
     async def status(self, update: StatusUpdate) -> None:
@@ -143,6 +154,11 @@ class TurnRunner:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _one(self, delivery: Delivery[InboxEntry]) -> None:
+        message = delivery.message.message
+        with trace.bound(message.metadata.get(trace.METADATA_KEY)):
+            await self._turn(delivery)
+
+    async def _turn(self, delivery: Delivery[InboxEntry]) -> None:
         message = delivery.message.message
         try:
             await self.inbound.process(message)

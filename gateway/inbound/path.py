@@ -11,6 +11,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from channels.base import InboundMessage, Outgoing, Reply, TurnResult, Wire
+from common import trace
+from gateway import metrics
 from gateway.inbound.inbox import Seen
 from gateway.inbound.responders import Answered, MenuMemory, Responder
 from gateway.inbound.turn import Turns
@@ -72,9 +74,16 @@ class Inbound:
 
     async def handle(self, message: InboundMessage) -> TurnResult:
         """A message answered in its own request: the result carries the replies (MessageHandler)."""
+        # one trace id per message: a web chat socket carries many messages in one request
+        with trace.bound(None):
+            return await self._handle(message)
+
+    async def _handle(self, message: InboundMessage) -> TurnResult:
         wire = self.wires[message.channel]
         if not await self.seen.first_time(message):
+            metrics.INBOUND_DUPLICATES.labels(message.channel).inc()
             return await self.turns.replay(message, wire)
+        metrics.INBOUND_MESSAGES.labels(message.channel).inc()
         try:
             result = await self._turn(message, wire)
         except BaseException:
@@ -82,6 +91,8 @@ class Inbound:
             raise
         if result.refusal:
             await self.seen.forget(message)  # nothing was recorded either
+        # answered in the request: sent as soon as the handler returns them
+        metrics.OUTBOUND_MESSAGES.labels(message.channel, "sent").inc(len(result.outbound))
         return result
 
     async def process(self, message: InboundMessage) -> None:
@@ -102,6 +113,7 @@ class Inbound:
                         text=record.text,
                         ref=str(MessageRef(record.message_id)),
                         segments=record.segments or 1,
+                        trace_id=trace.current() or "",
                     )
                 )
 
@@ -137,4 +149,5 @@ class Inbound:
             text=rendered.text,
             ref=str(NoticeRef(message.external_id)),
             segments=rendered.segments or 1,
+            trace_id=trace.current() or "",
         )

@@ -9,6 +9,7 @@ away, or the process died half-way) is tried again."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from sqlalchemy.exc import IntegrityError
@@ -16,10 +17,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import InboundMessage, OutboundRecord, Rendering, Reply, TurnResult, Wire
+from common import trace
+from common.privacy import mask_numbers
+from gateway import metrics
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import saved_id
-from gateway.db.models import Message, utcnow
+from gateway.db.models import Message, UnansweredQuestion, utcnow
 from gateway.inbound.bridge import BotUnavailable, RasaBridge
 from gateway.logs import mask
 from gateway.state import StateStore
@@ -49,6 +53,12 @@ class Turns:
 
     async def refusal(self, message: InboundMessage) -> TurnResult | None:
         """Why this message gets no turn, in the citizen's words, or None."""
+        refused = await self._refusal(message)
+        if refused is not None:
+            metrics.REFUSALS.labels(message.channel, refused.refusal_code or "other").inc()
+        return refused
+
+    async def _refusal(self, message: InboundMessage) -> TurnResult | None:
         text = self.normalise(message.text or "")
         if not text:
             return TurnResult([], refusal=EMPTY, refusal_code="empty")
@@ -66,6 +76,13 @@ class Turns:
 
     async def take(self, message: InboundMessage, wire: Wire, local: list[Reply] | None) -> TurnResult:
         """The turn of a message seen for the first time. `local`: answered without the bot."""
+        started = time.perf_counter()
+        try:
+            return await self._take(message, wire, local)
+        finally:
+            metrics.TURN_DURATION.labels(message.channel).observe(time.perf_counter() - started)
+
+    async def _take(self, message: InboundMessage, wire: Wire, local: list[Reply] | None) -> TurnResult:
         try:
             async with self.sessions() as db:
                 conversation_id, citizen_id = await self._conversation(db, message)
@@ -108,20 +125,25 @@ class Turns:
             "channel": message.channel,
             "message_id": message.external_id,
             "citizen_id": citizen_id,
+            trace.METADATA_KEY: trace.current(),  # the action server's log lines carry it too
         }
         if local is not None:
-            replies, inbound.status = local, "answered"
+            replies, inbound.status, result = local, "answered", "responder"
         else:
             # The action server shows personal records to this phone only (bot/actions/context.py).
             metadata["verified_phone"] = await conversations.verified_phone(db, wire, message.sender, citizen_id)
             try:
-                bot_replies = await self.bridge.turn(inbound.conversation_id, self.normalise(inbound.text), metadata)
-                replies = [r for r in bot_replies if r.text or r.buttons]
-                inbound.status = "answered"
+                bot = await self.bridge.answer(inbound.conversation_id, self.normalise(inbound.text), metadata)
+                replies = [r for r in bot.replies if r.text or r.buttons]
+                inbound.status, result = "answered", bot.outcome or "answered"
+                if bot.outcome is not None:
+                    _keep_unanswered(db, inbound, bot.outcome)
             except BotUnavailable as exc:
                 log.warning("turn for %s kept unanswered: %s", mask(message.sender), exc)
                 replies = [Reply(BUSY)]
-                inbound.status, inbound.error = "bot_failed", str(exc)[:255]
+                inbound.status, inbound.error, result = "bot_failed", str(exc)[:255], "bot_failed"
+        metrics.TURNS.labels(message.channel, result).inc()
+        log.info("turn on %s for %s: %s", message.channel, mask(message.sender), result)
         rendering = wire.render(replies) if replies else Rendering([])
         # An answer in the request is sent by now; the others are queued in the same transaction.
         status = "sent" if wire.answers_in_request else "queued"
@@ -171,6 +193,13 @@ class Turns:
             return TurnResult(
                 replies, conversation_id=inbound.conversation_id, duplicate=True, outbound=[_record(m) for m in sent]
             )
+
+
+def _keep_unanswered(db: AsyncSession, inbound: Message, outcome: str) -> None:
+    """The question the bot could not serve, for staff to review: in the turn's transaction, numbers masked."""
+    assert inbound.id is not None
+    text = mask_numbers(inbound.text)[:1000]
+    db.add(UnansweredQuestion(message_id=inbound.id, channel=inbound.channel, text=text, outcome=outcome))
 
 
 def _record(message: Message) -> OutboundRecord:

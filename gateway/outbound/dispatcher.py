@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from channels.base import Outgoing, Sender, SendError, SendResult
+from common import trace
+from gateway import metrics
 from gateway.logs import mask, where
 from gateway.outbound.queue import Delivery, OutboundQueue
 from gateway.outbound.ratelimit import RateLimiter
@@ -215,6 +217,10 @@ class Dispatcher:
     # --- one delivery ---------------------------------------------------------------------------
 
     async def _process(self, delivery: Delivery) -> None:
+        with trace.bound(delivery.message.trace_id or None):
+            await self._guarded(delivery)
+
+    async def _guarded(self, delivery: Delivery) -> None:
         try:
             await self._handle(delivery)
         except Exception as exc:
@@ -285,7 +291,8 @@ class Dispatcher:
     async def _send(self, delivery: Delivery, sender: Sender) -> None:
         message = delivery.message
         try:
-            result = await asyncio.wait_for(sender.send(message), self.send_timeout_s)
+            with metrics.PROVIDER_REQUEST_DURATION.labels(message.channel).time():
+                result = await asyncio.wait_for(sender.send(message), self.send_timeout_s)
         except SendError as exc:
             await self._on_error(delivery, exc.kind, exc.reason, exc.code, exc.retry_after_s)
             return
@@ -306,9 +313,12 @@ class Dispatcher:
             await self._on_error(delivery, "retry", f"{type(exc).__name__}: {exc}", None, None)
             return
         self._stats["sent"] += 1
+        metrics.OUTBOUND_MESSAGES.labels(message.channel, "sent").inc()
         await self._record_sent(message, result)
         await self.queue.ack(delivery)
-        log.debug(
+        # replies at INFO (one a turn); a broadcast's hundred thousand sends at DEBUG
+        log.log(
+            logging.INFO if message.priority == "reply" else logging.DEBUG,
             "sent %s via %s to %s (attempt %d, %s)",
             message.ref,
             message.channel,
@@ -356,6 +366,7 @@ class Dispatcher:
             delay = self._backoff(attempt)
         if await self.queue.retry_later(delivery, delay):
             self._stats["retried"] += 1
+            metrics.OUTBOUND_MESSAGES.labels(message.channel, "retried").inc()
             log.info(
                 "%s: attempt %d via %s failed (%s), retrying in %.1f s",
                 message.ref,
@@ -378,11 +389,13 @@ class Dispatcher:
         if fallback is not None:
             if await self.queue.replace(delivery, fallback):
                 self._stats["fallbacks"] += 1
+                metrics.OUTBOUND_MESSAGES.labels(message.channel, "fallback").inc()
                 log.info("%s: %s via %s, falling back to %s", message.ref, kind, message.channel, fallback.channel)
             return
         await self.deliveries.failed(message.ref, kind, reason, code)
         await self.queue.ack(delivery)
         self._stats["failed"] += 1
+        metrics.OUTBOUND_MESSAGES.labels(message.channel, "failed").inc()
         log.warning(
             "%s via %s failed: %s%s: %s",
             message.ref,

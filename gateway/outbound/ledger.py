@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Outgoing, SendResult, StatusUpdate
+from gateway import metrics
 from gateway.config import Settings
 from gateway.db.conversations import citizen_for_phone
 from gateway.db.models import ChannelIdentity, Citizen, Conversation, Message, utcnow
@@ -118,6 +119,7 @@ class Ledger:
         """A provider's delivery report for a message it accepted earlier. The report can overtake our
         record of the send (the provider calls back before sent() has committed), so a provider id we do
         not know yet is looked up again a few times before the report is dropped."""
+        metrics.DELIVERY_REPORTS.labels(update_.channel, update_.status).inc()
         for wait in (*STATUS_RETRY_S, None):
             if (row := await self.recipients.status(update_)) is not None:
                 if update_.opted_out:

@@ -29,6 +29,7 @@ from typing_extensions import TypeVar
 
 from channels.base import PRIORITIES, Outgoing
 from gateway.batch import Batch
+from gateway.metrics import count_queued
 from gateway.state.redis import connect
 
 T = TypeVar("T")
@@ -270,10 +271,13 @@ class RedisStreamQueue(Generic[E]):
     async def add(self, message: E) -> str:
         await self._ensure_groups()
         fields = cast("dict[FieldT, EncodableT]", message.as_fields())
-        return cast(str, await self._redis.xadd(self._streams[_check_priority(message.priority)], fields))
+        entry_id = cast(str, await self._redis.xadd(self._streams[_check_priority(message.priority)], fields))
+        count_queued([message])
+        return entry_id
 
     async def add_many(self, messages: Iterable[E]) -> int:
         await self._ensure_groups()
+        messages = list(messages)
         added = 0
         batch: list[E] = []
 
@@ -294,6 +298,7 @@ class RedisStreamQueue(Generic[E]):
                 await flush()
         if batch:
             await flush()
+        count_queued(messages)
         return added
 
     def _deliveries(self, response: Any, counts: dict[str, int] | None = None, default: int = 1) -> list[Delivery[E]]:
@@ -508,11 +513,14 @@ class MemoryQueue(Generic[E]):
     async def add(self, message: E) -> str:
         entry_id = self._push(message)
         await self._wake()
+        count_queued([message])
         return entry_id
 
     async def add_many(self, messages: Iterable[E]) -> int:
+        messages = list(messages)
         added = sum(1 for m in messages if self._push(m))
         await self._wake()
+        count_queued(messages)
         return added
 
     def _take(self, consumer: str, count: int) -> list[Delivery[E]]:

@@ -25,9 +25,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway.broadcast import service as engine
 from gateway.config import Settings
 from gateway.db.engine import saved_id
-from gateway.db.models import Broadcast, Community, District, School, SchoolClass, StaffSession, StaffUser
+from gateway.db.models import (
+    Broadcast,
+    Community,
+    District,
+    School,
+    SchoolClass,
+    StaffSession,
+    StaffUser,
+    utcnow,
+)
 from gateway.logs import mask
-from gateway.staff import accounts, audit
+from gateway.staff import accounts, audit, charts, dashboard, unanswered
 from gateway.staff import schemas as s
 from gateway.staff.auth import (
     authenticate,
@@ -49,6 +58,7 @@ from gateway.staff.openapi import Endpoint, build_document
 from gateway.staff.passwords import hash_password_async, needs_rehash, verify_password_async
 from gateway.state import StateStore
 from intents.runtime import city_tz
+from intents.services import catalogue
 
 MAX_ID = 2**63 - 1  # the largest key SQLite and PostgreSQL (bigint) hold
 
@@ -63,6 +73,7 @@ CITY_READERS = frozenset({"admin", "broadcaster", "approver", "viewer"})
 SENDERS = frozenset({"admin", "broadcaster"})
 APPROVERS = frozenset({"admin", "approver"})
 SCHOOL = frozenset({"admin", "school"})
+REVIEWERS = frozenset({"admin", "viewer"})  # who may read what citizens asked that went unanswered
 
 
 @dataclass
@@ -263,6 +274,59 @@ class StaffApi:
                 response=s.NoticeDetailOut,
             ),
             E("POST", f"{n}/remind", self.remind, "提醒未确认的家长", SCHOOL, response=s.RemindedOut),
+            E(
+                "GET",
+                f"{P}/dashboard",
+                self.dashboard,
+                "数据看板：按天按渠道的市民消息数、各渠道送达率",
+                CITY_READERS,
+                query=s.DashboardQuery,
+                response=s.DashboardOut,
+            ),
+            E(
+                "GET",
+                rf"{P}/dashboard/{{figure:messages|delivery}}.svg",
+                self.dashboard_chart,
+                "数据看板的图（SVG，服务器绘制）：messages 每日消息、delivery 送达率",
+                CITY_READERS,
+                query=s.DashboardQuery,
+                download="image/svg+xml",
+            ),
+            E(
+                "GET",
+                rf"{P}/dashboard/{{figure:messages|delivery}}.csv",
+                self.dashboard_csv,
+                "数据看板的表（CSV 下载）",
+                CITY_READERS,
+                query=s.DashboardQuery,
+                download="text/csv",
+            ),
+            E(
+                "GET",
+                f"{P}/unanswered",
+                self.unanswered,
+                "助手没能解答的问题，按相似度分组（数字已打码）",
+                REVIEWERS,
+                query=s.UnansweredQuery,
+                response=s.UnansweredOut,
+            ),
+            E(
+                "POST",
+                f"{P}/unanswered/assign",
+                self.assign_unanswered,
+                "把一组问题归入某项服务，或标为不属于服务范围",
+                ADMIN,
+                body=s.AssignIn,
+                response=s.AssignOut,
+            ),
+            E(
+                "GET",
+                f"{P}/unanswered/export",
+                self.export_unanswered,
+                "下载已归类的问题：服务目录格式的候选训练样例（YAML）",
+                ADMIN,
+                download=unanswered.MEDIA_TYPE,
+            ),
         ]
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -587,6 +651,116 @@ class StaffApi:
         return out(s.RemindedOut, reminded=count)
 
     # --- console pages and unknown paths ------------------------------------------------------
+
+    # --- dashboard ---------------------------------------------------------------------------------
+
+    def _span(self, ctx: Ctx) -> dashboard.Span:
+        q: s.DashboardQuery = ctx.query
+        # the wall clock, not the domain's (CITYGW_FIXED_NOW): messages are stamped with the real time
+        within = dashboard.span(q.start, q.end, datetime.now(city_tz()).date())
+        if isinstance(within, str):
+            raise ApiError(400, "invalid", within)
+        return within
+
+    async def dashboard(self, ctx: Ctx) -> web.Response:
+        within = self._span(ctx)
+        daily = await dashboard.messages_by_day(ctx.db, within)
+        delivery = await dashboard.delivery_by_channel(ctx.db, within)
+        names = dashboard.CHANNEL_NAMES
+        return out(
+            s.DashboardOut,
+            start=within.start,
+            end=within.end,
+            channels={c: names.get(c, c) for c in daily.channels},
+            days=[
+                {
+                    "day": d,
+                    "counts": {c: daily.counts.get((d, c), 0) for c in daily.channels},
+                    "total": sum(daily.counts.get((d, c), 0) for c in daily.channels),
+                }
+                for d in daily.days
+            ],
+            delivery=[{**vars(d), "name": names.get(d.channel, d.channel), "rate": d.rate} for d in delivery],
+        )
+
+    async def dashboard_chart(self, ctx: Ctx) -> web.Response:
+        within = self._span(ctx)
+        names = dashboard.CHANNEL_NAMES
+        period = f"{within.start:%m-%d}至{within.end:%m-%d}"
+        if ctx.request.match_info["figure"] == "messages":
+            daily = await dashboard.messages_by_day(ctx.db, within)
+            svg = charts.daily_bars(f"每日市民消息（按渠道，{period}）", daily.days, daily.series(), names)
+        else:
+            rows = await dashboard.delivery_by_channel(ctx.db, within)
+            svg = charts.rate_bars(f"各渠道送达率（{period}）", rows, names)
+        return web.Response(text=svg, content_type="image/svg+xml", charset="utf-8")
+
+    async def dashboard_csv(self, ctx: Ctx) -> web.Response:
+        within = self._span(ctx)
+        figure = ctx.request.match_info["figure"]
+        names = dashboard.CHANNEL_NAMES
+        if figure == "messages":
+            text = dashboard.messages_csv(await dashboard.messages_by_day(ctx.db, within), names)
+        else:
+            text = dashboard.delivery_csv(await dashboard.delivery_by_channel(ctx.db, within), names)
+        name = f"{figure}-{within.start:%Y%m%d}-{within.end:%Y%m%d}.csv"
+        return web.Response(
+            text=text,
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    # --- unanswered questions ------------------------------------------------------------------
+
+    async def unanswered(self, ctx: Ctx) -> web.Response:
+        q: s.UnansweredQuery = ctx.query
+        groups = await unanswered.listing(ctx.db, assigned=q.status == "assigned")
+        families = {f.id: f.name for f in catalogue().families}
+        services = {svc.intent: families.get(svc.family, "") for svc in catalogue().services}
+        return out(
+            s.UnansweredOut,
+            groups=[
+                {
+                    "text": g.text,
+                    "count": g.count,
+                    "ids": g.ids,
+                    "wordings": [{"text": t, "count": n} for t, n in g.texts.most_common(10)],
+                    "outcomes": dict(g.outcomes),
+                    "channels": dict(g.channels),
+                    "assigned_to": dict(g.assigned),
+                    "last_at": g.last_at,
+                }
+                for g in groups
+            ],
+            questions=sum(g.count for g in groups),
+            targets=[
+                {"id": intent, "name": name, "family": services.get(intent, "")}
+                for intent, name in unanswered.targets().items()
+            ],
+        )
+
+    async def assign_unanswered(self, ctx: Ctx) -> web.Response:
+        body: s.AssignIn = ctx.body
+        name = unanswered.targets().get(body.target)
+        if name is None:
+            raise ApiError(400, "unknown_service", f"服务目录里没有“{body.target}”：请从列表中选择一项服务。")
+        changed = await unanswered.assign(ctx.db, body.ids, body.target, ctx.me.id or 0)
+        if changed == 0:
+            raise not_found("这些问题不存在。")
+        ctx.record("unanswered_assign", f"service:{body.target}", questions=changed, service=name)
+        return out(s.AssignOut, assigned=changed, target=body.target)
+
+    async def export_unanswered(self, ctx: Ctx) -> web.Response:
+        text, count = await unanswered.export(ctx.db)
+        ctx.record("unanswered_export", None, examples=count)
+        name = f"unanswered-examples-{utcnow():%Y%m%d}.yaml"
+        return web.Response(
+            text=text,
+            content_type=unanswered.MEDIA_TYPE,
+            charset="utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     async def console_redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("/staff/")

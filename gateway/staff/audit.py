@@ -21,6 +21,8 @@ ACTIONS = (
     "broadcast_retry",
     "notice_create",
     "notice_remind",
+    "unanswered_assign",
+    "unanswered_export",
 )
 
 

@@ -44,6 +44,7 @@ class Endpoint:
     response: type[BaseModel] | None = None
     status: int = 200
     also: tuple[int, ...] = ()  # other success statuses (200 for a repeated idempotency key)
+    download: str | None = None  # the media type of a file the endpoint answers with, instead of JSON
 
     @property
     def csrf(self) -> bool:
@@ -77,6 +78,8 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
     params = []
     for name, pattern in _PARAM.findall(endpoint.path):
         schema: dict[str, Any] = {"type": "integer"} if pattern == r"\d+" else {"type": "string"}
+        if pattern and re.fullmatch(r"\w+(\|\w+)+", pattern):  # one of a few names: {figure:messages|delivery}
+            schema["enum"] = pattern.split("|")
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     if endpoint.query is not None:
         schema = endpoint.query.model_json_schema()
@@ -114,6 +117,9 @@ def _operation(endpoint: Endpoint, refs: dict[tuple[type[BaseModel], JsonSchemaM
     for status in (endpoint.status, *endpoint.also):
         if status == 204:
             responses[str(status)] = {"description": "完成，无内容"}
+        elif endpoint.download is not None:
+            content = {endpoint.download: {"schema": {"type": "string"}}}
+            responses[str(status)] = {"description": "文件下载", "content": content}
         elif endpoint.response is None:  # a document of its own kind (this one)
             content = {"application/json": {"schema": {"type": "object"}}}
             responses[str(status)] = {"description": "成功", "content": content}

@@ -3,7 +3,7 @@ responses (used to serialise). The OpenAPI document is generated from these same
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -366,3 +366,79 @@ class NoticeDetailOut(BaseModel):
 
 class RemindedOut(BaseModel):
     reminded: int
+
+
+# --- unanswered questions -------------------------------------------------------------------------
+
+
+class UnansweredQuery(Query):
+    status: Literal["open", "assigned"] = Field(default="open", description="open：待归类；assigned：已归类")
+
+
+class WordingOut(BaseModel):
+    text: str = Field(description="市民原话（数字已打码）")
+    count: int
+
+
+class UnansweredGroupOut(BaseModel):
+    text: str = Field(description="这一组里问得最多的说法")
+    count: int
+    ids: list[int] = Field(description="这一组的问题编号：归类时原样提交")
+    wordings: list[WordingOut]
+    outcomes: dict[str, int] = Field(description="declined 婉拒 / not_understood 没听懂 / suggested 只给了猜测")
+    channels: dict[str, int]
+    assigned_to: dict[str, int] = Field(description="已归入的服务（意图名）及题数")
+    last_at: datetime | None
+
+
+class TargetOut(BaseModel):
+    id: str = Field(description="服务的意图名，或 out_of_scope")
+    name: str
+    family: str
+
+
+class UnansweredOut(BaseModel):
+    groups: list[UnansweredGroupOut]
+    questions: int
+    targets: list[TargetOut]
+
+
+class AssignIn(Strict):
+    ids: list[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(min_length=1, max_length=2000)
+    target: Id = Field(description="服务的意图名（见 targets），或 out_of_scope 表示不属于服务范围")
+
+
+class AssignOut(BaseModel):
+    assigned: int
+    target: str
+
+
+# --- dashboard --------------------------------------------------------------------------------------
+
+
+class DashboardQuery(Query):
+    start: date | None = Field(default=None, description="开始日期（本市日期，含当天）；默认结束日期前13天")
+    end: date | None = Field(default=None, description="结束日期（含当天）；默认今天")
+
+
+class DayOut(BaseModel):
+    day: date
+    counts: dict[str, int] = Field(description="渠道 → 市民发来的消息数")
+    total: int
+
+
+class DeliveryOut(BaseModel):
+    channel: str
+    name: str
+    sent: int = Field(description="已发出（含已送达、未送达、失败与尚无回报的）")
+    delivered: int
+    failed: int
+    rate: float | None = Field(description="已送达 ÷ 已发出；没有发出时为空")
+
+
+class DashboardOut(BaseModel):
+    start: date
+    end: date
+    channels: dict[str, str] = Field(description="渠道 → 名称")
+    days: list[DayOut]
+    delivery: list[DeliveryOut]

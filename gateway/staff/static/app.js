@@ -42,7 +42,11 @@
     broadcast_retry: "重试失败",
     notice_create: "新建学校通知",
     notice_remind: "提醒未确认",
+    unanswered_assign: "归类未解答问题",
+    unanswered_export: "导出候选训练样例",
   };
+  const OUTCOME = { declined: "婉拒", not_understood: "没听懂", suggested: "只给了猜测" };
+  const CHAT_CHANNEL = { ...CHANNEL, webchat: "网页聊天" };
   const CN_NUM = ["零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十", "十一", "十二"];
 
   // ---- what each role may do (the server decides; this only hides what would be refused) ----
@@ -58,6 +62,7 @@
     composeNotice: (me) => me.role === "admin" || (me.role === "school" && Boolean(me.school_id)),
     remind: (me) => ["admin", "school"].includes(me.role),
     admin: (me) => me.role === "admin",
+    unanswered: (me) => ["admin", "viewer"].includes(me.role),
   };
 
   const state = {
@@ -300,6 +305,8 @@
     if (CAN.compose(me)) links.push(["#/broadcasts/new", "新建广播"]);
     if (CAN.notices(me)) links.push(["#/notices", "学校通知"]);
     if (CAN.composeNotice(me)) links.push(["#/notices/new", "新建通知"]);
+    if (CAN.readBroadcasts(me)) links.push(["#/dashboard", "数据看板"]);
+    if (CAN.unanswered(me)) links.push(["#/unanswered", "未解答问题"]);
     if (CAN.admin(me)) links.push(["#/users", "用户管理"], ["#/audit", "审计日志"]);
     return links;
   }
@@ -356,6 +363,8 @@
     [/^#\/notices\/(\d+)$/, viewNotice, "notices"],
     [/^#\/users$/, viewUsers, "admin"],
     [/^#\/audit$/, viewAudit, "admin"],
+    [/^#\/unanswered$/, viewUnanswered, "unanswered"],
+    [/^#\/dashboard$/, viewDashboard, "readBroadcasts"],
   ];
 
   function go(hash) {
@@ -1826,6 +1835,239 @@
       gen,
       el("div", { class: "view-head" }, el("h1", {}, "审计日志")),
       el("div", { class: "filters" }, field("显示", limit)),
+      holder,
+    );
+  }
+
+  // ---- 数据看板 --------------------------------------------------------------
+
+  async function viewDashboard(view, gen) {
+    const start = el("input", { id: "dash-start", type: "date", required: true });
+    const end = el("input", { id: "dash-end", type: "date", required: true });
+    const show = el("button", { type: "submit", class: "primary", id: "dash-show" }, "查看");
+    const error = errorBox("dash-error");
+    const holder = el("div", { id: "dashboard" });
+    const pct = (r) => (r === null || r === undefined ? "—" : `${(r * 100).toFixed(1)}%`);
+
+    function figure(name, title, data, tableNode) {
+      const range = `start=${data.start}&end=${data.end}`;
+      return el(
+        "section",
+        { class: "card chart", id: `dash-${name}` },
+        el("h2", {}, title),
+        el(
+          "figure",
+          {},
+          el("img", {
+            src: `${API}/dashboard/${name}.svg?${range}`,
+            alt: `${title}（${data.start} 至 ${data.end}），数字见下表`,
+            width: 480,
+            loading: "lazy",
+          }),
+        ),
+        tableNode,
+        el(
+          "a",
+          { href: `${API}/dashboard/${name}.csv?${range}`, download: "", class: "button", id: `dash-${name}-csv` },
+          "下载 CSV",
+        ),
+      );
+    }
+
+    const load = async (query) => {
+      const data = await api("GET", `/dashboard${query}`);
+      if (gen !== state.gen) return;
+      start.value = data.start;
+      end.value = data.end;
+      const channels = Object.entries(data.channels || {});
+      const dayColumns = [
+        ["日期", (d) => d.day],
+        ...channels.map(([id, name]) => [name, (d) => String(d.counts[id] ?? 0)]),
+        ["合计", (d) => String(d.total)],
+      ];
+      fill(
+        holder,
+        figure(
+          "messages",
+          "每日市民消息（按渠道）",
+          data,
+          table("每日市民消息", dayColumns, listOf(data, "days"), { id: "dash-messages-table", compact: true }),
+        ),
+        figure(
+          "delivery",
+          "各渠道送达率",
+          data,
+          table(
+            "各渠道送达率",
+            [
+              ["渠道", (d) => d.name],
+              ["已发出", (d) => String(d.sent)],
+              ["已送达", (d) => String(d.delivered)],
+              ["失败", (d) => String(d.failed)],
+              ["送达率", (d) => pct(d.rate)],
+            ],
+            listOf(data, "delivery"),
+            { id: "dash-delivery-table", empty: "该时段没有发出的消息", compact: true },
+          ),
+        ),
+      );
+    };
+    const form = el(
+      "form",
+      { class: "filters", id: "dash-range", novalidate: true },
+      field("开始日期", start),
+      field("结束日期", end),
+      el("div", { class: "actions" }, show),
+    );
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      clearError(error);
+      try {
+        await load(`?start=${encodeURIComponent(start.value)}&end=${encodeURIComponent(end.value)}`);
+      } catch (err) {
+        showError(err, error);
+      }
+    });
+    await load("");
+    mount(
+      view,
+      gen,
+      el("div", { class: "view-head" }, el("h1", {}, "数据看板")),
+      el("p", { class: "hint" }, "日期按本市时间（北京时间）计；送达率 = 回报已送达 ÷ 已发出。"),
+      form,
+      error,
+      holder,
+    );
+  }
+
+  // ---- 未解答问题 ------------------------------------------------------------
+
+  async function viewUnanswered(view, gen) {
+    const admin = CAN.admin(state.me);
+    const status = el(
+      "select",
+      { id: "unanswered-status" },
+      el("option", { value: "open", selected: true }, "待归类"),
+      el("option", { value: "assigned" }, "已归类"),
+    );
+    const error = errorBox("unanswered-error");
+    const summary = el("p", { id: "unanswered-summary", class: "hint", role: "status" });
+    const holder = el("div", { id: "unanswered" });
+    const counts = (map, labels) =>
+      Object.entries(map || {})
+        .map(([k, n]) => `${labels[k] || k} ${n}`)
+        .join("，");
+
+    function targetSelect(targets, index) {
+      const byFamily = new Map();
+      for (const t of targets) {
+        if (t.id === "out_of_scope") continue;
+        if (!byFamily.has(t.family)) byFamily.set(t.family, []);
+        byFamily.get(t.family).push(t);
+      }
+      return el(
+        "select",
+        { class: "assign-target", "aria-label": `第 ${index + 1} 组归入哪项服务` },
+        el("option", { value: "" }, "选择服务…"),
+        el("option", { value: "out_of_scope" }, "不属于服务范围"),
+        [...byFamily].map(([family, items]) =>
+          el("optgroup", { label: family || "其他" }, items.map((t) => el("option", { value: t.id }, t.name))),
+        ),
+      );
+    }
+
+    async function assign(group, select, button) {
+      clearError(error);
+      if (!select.value) {
+        showError("请先选择这一组问题归入哪项服务，或选“不属于服务范围”", error);
+        select.focus();
+        return;
+      }
+      button.disabled = true;
+      try {
+        await api("POST", "/unanswered/assign", { ids: group.ids, target: select.value });
+        const name = select.selectedOptions[0]?.textContent || select.value;
+        flash(`已把“${group.text}”等 ${group.count} 个问题归入：${name}`);
+        await load();
+      } catch (err) {
+        showError(err, error);
+        button.disabled = false;
+      }
+    }
+
+    const load = async () => {
+      const data = await api("GET", `/unanswered?status=${status.value}`);
+      if (gen !== state.gen) return;
+      const groups = listOf(data, "groups");
+      const targets = listOf(data, "targets");
+      const names = Object.fromEntries(targets.map((t) => [t.id, t.name]));
+      summary.textContent = groups.length
+        ? `${data.questions} 个问题，按相似程度分成 ${groups.length} 组（数字已打码）。`
+        : "";
+      const columns = [
+        [
+          "市民的问题",
+          (g) =>
+            el(
+              "div",
+              { class: "question" },
+              el("strong", {}, g.text),
+              g.wordings.length > 1
+                ? el("ul", { class: "wordings" }, g.wordings.slice(1).map((w) => el("li", {}, `${w.text}（${w.count}）`)))
+                : null,
+            ),
+        ],
+        ["次数", (g) => String(g.count)],
+        ["助手的回答", (g) => counts(g.outcomes, OUTCOME)],
+        ["渠道", (g) => counts(g.channels, CHAT_CHANNEL)],
+        ["最近", (g) => fmtShort(g.last_at)],
+      ];
+      if (status.value === "assigned") {
+        columns.push(["已归入", (g) => counts(g.assigned_to, names)]);
+      } else if (admin) {
+        columns.push([
+          "归入",
+          (g) => {
+            const index = groups.indexOf(g);
+            const select = targetSelect(targets, index);
+            const button = el("button", { type: "button", class: "small primary" }, "归入");
+            button.addEventListener("click", () => assign(g, select, button));
+            return el("div", { class: "assign" }, select, button);
+          },
+        ]);
+      }
+      fill(
+        holder,
+        table("助手没能解答的问题", columns, groups, {
+          id: "unanswered-table",
+          empty: status.value === "open" ? "暂无待归类的问题" : "还没有归类的问题",
+        }),
+      );
+    };
+    status.addEventListener("change", () => load().catch((err) => showError(err, error)));
+    await load();
+    const head = el("div", { class: "view-head" }, el("h1", {}, "未解答问题"));
+    if (admin) {
+      head.append(
+        el(
+          "a",
+          { href: `${API}/unanswered/export`, download: "", class: "button", id: "unanswered-export" },
+          "下载候选训练样例",
+        ),
+      );
+    }
+    mount(
+      view,
+      gen,
+      head,
+      el(
+        "p",
+        { class: "hint" },
+        "市民问了、助手婉拒或没听懂的问题。把一组归入某项服务（或标为不属于服务范围），下载的样例可用于下一次训练。",
+      ),
+      el("div", { class: "filters" }, field("显示", status)),
+      summary,
+      error,
       holder,
     );
   }

@@ -41,6 +41,12 @@ ENDPOINTS = [
     ("GET", "/api/staff/notices", "/api/staff/notices", {"admin", "school"}),
     ("GET", "/api/staff/notices/1", "/api/staff/notices/{id}", {"admin", "school"}),
     ("POST", "/api/staff/notices/1/remind", "/api/staff/notices/{id}/remind", {"admin", "school"}),
+    ("GET", "/api/staff/dashboard", "/api/staff/dashboard", CITY),
+    ("GET", "/api/staff/dashboard/messages.svg", "/api/staff/dashboard/{figure}.svg", CITY),
+    ("GET", "/api/staff/dashboard/delivery.csv", "/api/staff/dashboard/{figure}.csv", CITY),
+    ("GET", "/api/staff/unanswered", "/api/staff/unanswered", {"admin", "viewer"}),
+    ("POST", "/api/staff/unanswered/assign", "/api/staff/unanswered/assign", {"admin"}),
+    ("GET", "/api/staff/unanswered/export", "/api/staff/unanswered/export", {"admin"}),
 ]
 PUBLIC = [("POST", "/api/staff/login"), ("GET", "/api/staff/openapi.json")]
 IDS = [f"{method} {routed}" for method, _, routed, _ in ENDPOINTS]
