@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -23,7 +24,10 @@ CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消"
 DECLINED = "好的，已取消，没有为您办理任何业务。"
 LET_GO = "好的，没有为您办理。还有什么可以帮您？"
 NOTHING_TO_CONFIRM = "好的。还有什么可以帮您？发送“菜单”查看全部服务。"
-NOTHING_TO_CANCEL = "好的。当前没有正在办理的业务，还有什么可以帮您？"
+NOTHING_TO_CANCEL = "好的。当前没有需要取消的业务，还有什么可以帮您？"
+GAVE_UP = "抱歉，这一项我还是没能识别，“{service}”先不办了，没有为您办理任何业务。核对后可随时重新发起，发送“菜单”查看全部服务。"
+MAX_ASKS = 2  # the same question is never asked a third time in a row
+RESUME = "您刚才在办理"
 FREE_TEXT_INTENTS = {"inform", "nlu_fallback", "out_of_scope"}
 # At a confirmation: words that reopen part of the choice, and the slots they reopen.
 CHANGE_WORDS = [
@@ -56,8 +60,9 @@ class ServiceAction(Action, ABC):
         return reset_events(self.service)
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        if self.service.confirm and tracker.get_slot("confirmed") is False:
-            dispatcher.utter_message(text=DECLINED)
+        if tracker.get_slot("confirmed") is False:  # declined, or the form gave up on a slot
+            missing = any(tracker.get_slot(name) is None for name in self.service.required)
+            dispatcher.utter_message(text=GAVE_UP.format(service=self.service.name) if missing else DECLINED)
             return reset_events(self.service)
         context = context_for(tracker, self.service)
         answer = await answer_validated(self.service, context) if not self.service.form else None
@@ -131,14 +136,18 @@ class ServiceFormValidation(FormValidationAction, ABC):
             changed = await self._change_of_mind(tracker, incoming, context)
             if changed is not None:
                 return changed
-        elif requested not in incoming and not await self._answers(requested, tracker, context):
+        elif (requested not in incoming and not await self._answers(requested, tracker, context)) or (
+            requested in incoming and _asks_more_than_the_answer(tracker)
+        ):
             aside = await self._aside(dispatcher, tracker)
             if aside is not None:
                 return aside
-        if requested and requested != "confirmed" and requested not in incoming and self._free_text(tracker):
+        mine = [name for name in incoming if name in self.service.slots and incoming[name] is not None]
+        if requested and requested != "confirmed" and not mine and self._free_text(tracker):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
             # "您是不是要找…" instead of the same question again.
             incoming[requested] = tracker.latest_message.get("text", "")
+        giving_up = requested not in (None, "confirmed") and _times_asked(tracker, requested) >= MAX_ASKS
         checked: dict[str, Any] = {}
         for name in self.service.slots:  # catalogue order: hospital before department
             if name not in incoming or incoming[name] is None:
@@ -146,15 +155,17 @@ class ServiceFormValidation(FormValidationAction, ABC):
             result = await slot_rules.validate(name, incoming[name], context)
             if result.message:
                 text = result.message
-                if name == requested and result.value is None:  # never a question without a way out
+                if name == requested and result.value is None and not giving_up:  # always a way out
                     text += f"\n如不再办理“{self.service.name}”，请回复“取消”。"
-                dispatcher.utter_message(text=text, buttons=result.buttons)
+                dispatcher.utter_message(text=text, buttons=[] if giving_up else result.buttons)
             checked[name] = result.value
             context.slots[name] = result.value
             tracker.slots[name] = result.value
         if "confirmed" in incoming:
             checked["confirmed"] = incoming["confirmed"]
         events: list[EventType] = [SlotSet(name, value) for name, value in checked.items()]
+        if giving_up and checked.get(requested) is None:  # asked twice: no third time, the service says so
+            return [*events, SlotSet("confirmed", False), SlotSet("requested_slot", None)]
         if await self._nothing_to_confirm(context):
             return [*events, SlotSet("requested_slot", None)]  # ends the form: the service says why
         return events
@@ -230,9 +241,22 @@ class ServiceFormValidation(FormValidationAction, ABC):
         context.slots = {**given}
         answer = await answer_validated(other, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        dispatcher.utter_message(text=f"您刚才在办理“{self.service.name}”，请继续：")
-        # Any slot set keeps Rasa from rejecting the form's turn; the form then asks its question again.
-        return [SlotSet("last_service", tracker.get_slot("last_service"))]
+        dispatcher.utter_message(text=f"{RESUME}“{self.service.name}”，请继续：")
+        # What the aside named that this form asks too (the phone number whose balance was asked, while
+        # topping it up) is kept. Any slot set keeps Rasa from rejecting the form's turn; the form then
+        # asks its next question.
+        kept = await self._kept_from_aside(given, tracker)
+        return [SlotSet("last_service", tracker.get_slot("last_service")), *kept]
+
+    async def _kept_from_aside(self, given: dict[str, Any], tracker: Tracker) -> list[EventType]:
+        context = context_for(tracker, self.service)
+        kept: list[EventType] = []
+        for name in self.service.required:
+            if name in given and tracker.get_slot(name) is None:
+                result = await slot_rules.validate(name, given[name], context)
+                if result.value is not None:
+                    kept.append(SlotSet(name, result.value))
+        return kept
 
     def _free_text(self, tracker: Tracker) -> bool:
         """An answer that is neither a command (取消, 菜单) nor another service's request."""
@@ -320,11 +344,53 @@ class CancelService(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         form = tracker.active_loop.get("name")
         if not form:
-            dispatcher.utter_message(text="好的。当前没有正在办理的业务，还有什么可以帮您？")
+            dispatcher.utter_message(text=NOTHING_TO_CANCEL)
             return []
         service = _service_of_form(form)
         dispatcher.utter_message(text=f"好的，已退出“{service.name}”，没有为您办理任何业务。")
         return [ActiveLoop(None), *reset_events(service)]
+
+
+ASIDE_MIN_CONFIDENCE = 0.6
+ASIDE_MIN_WORDS = 4  # characters left once the slot values are taken out: "余额多少" is a question
+
+
+def _asks_more_than_the_answer(tracker: Tracker) -> bool:
+    """A message that gives the value asked for but is a question of its own ("我先问下还剩多少话费
+    号码138…" while topping up): the question is answered too, and the value kept."""
+    message = tracker.latest_message
+    intent = message.get("intent") or {}
+    if intent.get("confidence", 0) < ASIDE_MIN_CONFIDENCE:
+        return False
+    text = message.get("text") or ""
+    for entity in sorted(message.get("entities") or [], key=lambda e: e.get("start", 0), reverse=True):
+        if "start" in entity and "end" in entity:
+            text = text[: entity["start"]] + text[entity["end"] :]
+    return len(re.sub(r"[\W_]", "", text)) >= ASIDE_MIN_WORDS
+
+
+def _times_asked(tracker: Tracker, slot: str) -> int:
+    """How many times in a row the form has asked for this slot after an answer that did not fill it.
+    Rasa sets requested_slot each time it asks; a question asked again after answering an aside
+    ("您刚才在办理…") does not count: the citizen asked something, they did not fail to answer."""
+    asked, asking, aside = 0, False, False
+    events = list(reversed(tracker.events))
+    # Rasa puts the requested slot again after the message being validated: start before that message.
+    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
+    for event in events[current + 1 :]:
+        kind = event.get("event")
+        if kind in ("user", "active_loop"):
+            asked += asking and not aside
+            asking, aside = False, False
+            if kind == "active_loop":
+                break
+        elif kind == "slot" and event.get("name") == "requested_slot":
+            if event.get("value") != slot:
+                break
+            asking = True
+        elif kind == "bot" and (event.get("text") or "").startswith(RESUME):
+            aside = True
+    return asked
 
 
 def _service_of_form(form: str | None) -> Service:
