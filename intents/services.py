@@ -19,6 +19,8 @@ class SlotSpec(BaseModel):
     name: str
     ask: str
     why: str = ""  # why the service needs it, said with the question ("用于核对您本人的记录")
+    label: str = ""  # its name in a summary to confirm ("上车地点：友谊馆")
+    private: bool = False  # shown masked in a summary (an ID number)
     lookup: str | None = None
     regex: list[str] = Field(default_factory=list)
 

@@ -156,7 +156,7 @@ async def _utility_kind(value: Any, ctx: Context) -> Check:
 
 
 async def _account_no(value: Any, ctx: Context) -> Check:
-    digits = "".join(ch for ch in zh.normalize_text(str(value)) if ch.isdigit())
+    digits = "".join(ch for ch in zh.bot_text(str(value)) if ch.isdigit())
     if len(digits) != 10:
         return Check(None, "户号是10位数字，请核对后重新输入。")
     account = await availability.utility_account(ctx, digits)
@@ -196,7 +196,7 @@ def _pattern(slot: str, pattern: str, label: str, clean: Callable[[str], str] = 
     compiled = re.compile(pattern)
 
     async def validate(value: Any, ctx: Context) -> Check:
-        text = zh.normalize_text(str(value)).replace(" ", "")
+        text = zh.identifier_digits(zh.normalize_text(str(value))).replace(" ", "")
         match = compiled.search(text)
         if match is None:
             return Check(None, f"{label}格式不正确，请重新输入。")
@@ -290,6 +290,7 @@ async def ask(slot: str, ctx: Context) -> tuple[str, list[dict[str, str]]]:
     elif slot == "cinema":
         options = lookup.cinemas_showing(pack, ctx.slot("film")) if ctx.slot("film") else [c.name for c in pack.cinemas]
     elif slot == "show_time" and ctx.slot("film") and ctx.slot("cinema"):
+        question = f"{ctx.service.name if ctx.service else '电影购票'}：{ctx.slot('cinema')}《{ctx.slot('film')}》，请问看哪一场？"
         day = ctx.day
         times = lookup.show_times(pack, ctx.slot("film"), ctx.slot("cinema"))
         options = [t for t in times if day > ctx.today or t > ctx.now.strftime("%H:%M")]

@@ -117,6 +117,31 @@ _NUMBER_RUN = re.compile("[0-9" + "".join([*_DIGITS, *_SMALL_UNITS, *_BIG_UNITS]
 _TOKEN = re.compile(r"[0-9]+|.", re.DOTALL)
 
 
+_DIGITISH = "[0-9〇零一二三四五六七八九幺]"
+_GROUPED_DIGITS = re.compile(rf"{_DIGITISH}+(?:[ \-－—]+{_DIGITISH}+)+")
+_SEPARATORS = re.compile(r"[ \-－—]+")
+_SPELLED_NUMBER = re.compile(f"{_DIGITISH}{{5,}}")
+MIN_GROUPED_IDENTIFIER = 9  # account 10, phone 11, ID 18 digits; a date (2026-12-08) has 8
+
+
+def identifier_digits(text: str) -> str:
+    """An identifier as people type or say it: "幺三八 九九零幺 2345" and "1134-412-157" become plain
+    digits. Only runs of five or more digits are read so, so "三四个" and "十二路" stay words."""
+
+    def joined(match: re.Match[str]) -> str:
+        digits = _SEPARATORS.sub("", match.group())
+        return digits if len(digits) >= MIN_GROUPED_IDENTIFIER else match.group()
+
+    text = _GROUPED_DIGITS.sub(joined, text)
+    return _SPELLED_NUMBER.sub(lambda m: "".join(str(_DIGITS.get(c, c)) for c in m.group()), text)
+
+
+def bot_text(text: str) -> str:
+    """What the understanding reads: normalised, identifiers as plain digits (the citizen's own words are
+    kept as typed elsewhere)."""
+    return identifier_digits(normalize_text(text))
+
+
 def _digit_sequence(tokens: list[str]) -> int | None:
     """一二三 → 123, 二〇二六 → 2026; no units involved."""
     if len(tokens) == 1:

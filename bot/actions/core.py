@@ -21,11 +21,22 @@ from intents.runtime import Answer, tables
 from intents.services import Service, catalogue
 
 FOLLOW_UP = re.compile(r"^(那|那么|还有)?(.{2,12}?)(的)?(呢|怎么样|咋样|如何)?[?？。！!]*$")
+# "不对，打错了，是光明社区" / "不是这个，我说的是友谊新村那个": the last question, about something else.
+CORRECTION = re.compile(
+    r"^(?:不对|不是|错了|打错了|说错了|写错了|搞错了)[^，,。]{0,6}[，,。]?"
+    r"(?:(?:打错了|说错了)[，,。]?)?(?:我说的是|我要的是|我问的是|我要查的是|我要看的是|应该是|是|改成|换成)?"
+    r"(.{2,12}?)(?:那个|这个|那家|那里)?[?？。！!]*$"
+)
 
 
 def _follow_up_words(text: str) -> str | None:
-    """X of a "那X呢"-shaped message; None for anything else (a longer message is a new question)."""
-    found = FOLLOW_UP.match(zh.normalize_text(text).replace(" ", ""))
+    """X of a "那X呢"-shaped message or of a correction ("不对，是X"); None for anything else (a longer
+    message is a new question)."""
+    plain = zh.normalize_text(text).replace(" ", "")
+    corrected = CORRECTION.match(plain)
+    if corrected:
+        return corrected.group(1)
+    found = FOLLOW_UP.match(plain)
     return found.group(2) if found and (found.group(1) or found.group(4)) else None
 
 

@@ -25,7 +25,8 @@ DECLINED = "好的，已取消，没有为您办理任何业务。"
 LET_GO = "好的，没有为您办理。还有什么可以帮您？"
 NOTHING_TO_CONFIRM = "好的。还有什么可以帮您？发送“菜单”查看全部服务。"
 NOTHING_TO_CANCEL = "好的。当前没有需要取消的业务，还有什么可以帮您？"
-GAVE_UP = "抱歉，这一项我还是没能识别，“{service}”先不办了，没有为您办理任何业务。核对后可随时重新发起，发送“菜单”查看全部服务。"
+GAVE_UP = "抱歉，这一项我还是没能识别，已退出“{service}”，没有为您办理任何业务。核对后可随时重新发起，发送“菜单”查看全部服务。"
+LEFT = "好的，已退出“{service}”，没有为您办理任何业务。"
 MAX_ASKS = 2  # the same question is never asked a third time in a row
 RESUME = "您刚才在办理"
 FREE_TEXT_INTENTS = {"inform", "nlu_fallback", "out_of_scope"}
@@ -60,9 +61,8 @@ class ServiceAction(Action, ABC):
         return reset_events(self.service)
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        if tracker.get_slot("confirmed") is False:  # declined, or the form gave up on a slot
-            missing = any(tracker.get_slot(name) is None for name in self.service.required)
-            dispatcher.utter_message(text=GAVE_UP.format(service=self.service.name) if missing else DECLINED)
+        if tracker.get_slot("confirmed") is False:  # declined, left half-way ("不约了"), or given up on
+            dispatcher.utter_message(text=_why_not_done(self.service, tracker))
             return reset_events(self.service)
         context = context_for(tracker, self.service)
         answer = await answer_validated(self.service, context) if not self.service.form else None
@@ -136,17 +136,24 @@ class ServiceFormValidation(FormValidationAction, ABC):
             changed = await self._change_of_mind(tracker, incoming, context)
             if changed is not None:
                 return changed
+        elif _intent(tracker) == "deny" and not self._mine(incoming):  # "不约了" half-way: leave the form
+            return [SlotSet("confirmed", False), SlotSet("requested_slot", None)]
         elif (requested not in incoming and not await self._answers(requested, tracker, context)) or (
             requested in incoming and _asks_more_than_the_answer(tracker)
         ):
             aside = await self._aside(dispatcher, tracker)
             if aside is not None:
                 return aside
-        mine = [name for name in incoming if name in self.service.slots and incoming[name] is not None]
-        if requested and requested != "confirmed" and not mine and self._free_text(tracker):
+        text = tracker.latest_message.get("text", "")
+        if requested not in (None, "confirmed") and _was_asked(tracker, requested):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
-            # "您是不是要找…" instead of the same question again.
-            incoming[requested] = tracker.latest_message.get("text", "")
+            # "您是不是要找…" instead of the same question again; words that answer another question of
+            # this form instead ("那充30" when asked the number) go there. An address for a service that
+            # goes anywhere is all the words ("石油大学北门", not just the stop it names).
+            if not self._mine(incoming) and self._free_text(tracker):
+                incoming[await self._slot_answered(requested, text, context)] = text
+            elif self.service.params.get("any_place") and requested in incoming and len(text) <= MAX_FREE_TEXT:
+                incoming[requested] = text
         giving_up = requested not in (None, "confirmed") and _times_asked(tracker, requested) >= MAX_ASKS
         checked: dict[str, Any] = {}
         for name in self.service.slots:  # catalogue order: hospital before department
@@ -169,6 +176,24 @@ class ServiceFormValidation(FormValidationAction, ABC):
         if await self._nothing_to_confirm(context):
             return [*events, SlotSet("requested_slot", None)]  # ends the form: the service says why
         return events
+
+    def _mine(self, incoming: dict[str, Any]) -> bool:
+        """Whether the message gave a value for one of this service's slots."""
+        return any(name in self.service.slots and value is not None for name, value in incoming.items())
+
+    async def _slot_answered(self, requested: str, text: str, context: Context) -> str:
+        """The slot free words answer: the one asked, unless they fit none of it and exactly one other
+        empty question of this form."""
+        if (await slot_rules.validate(requested, text, context)).value is not None:
+            return requested
+        others = [
+            name
+            for name in self.service.required
+            if name != requested
+            and context.slots.get(name) is None
+            and (await slot_rules.validate(name, text, context)).value is not None
+        ]
+        return others[0] if len(others) == 1 else requested
 
     async def _nothing_to_confirm(self, context: Context) -> bool:
         """Every slot is known, the confirmation not yet asked or answered, and there is nothing to do."""
@@ -347,7 +372,7 @@ class CancelService(Action):
             dispatcher.utter_message(text=NOTHING_TO_CANCEL)
             return []
         service = _service_of_form(form)
-        dispatcher.utter_message(text=f"好的，已退出“{service.name}”，没有为您办理任何业务。")
+        dispatcher.utter_message(text=LEFT.format(service=service.name))
         return [ActiveLoop(None), *reset_events(service)]
 
 
@@ -367,6 +392,31 @@ def _asks_more_than_the_answer(tracker: Tracker) -> bool:
         if "start" in entity and "end" in entity:
             text = text[: entity["start"]] + text[entity["end"] :]
     return len(re.sub(r"[\W_]", "", text)) >= ASIDE_MIN_WORDS
+
+
+def _intent(tracker: Tracker) -> str | None:
+    return (tracker.latest_message.get("intent") or {}).get("name")
+
+
+def _why_not_done(service: Service, tracker: Tracker) -> str:
+    """Declined at the confirmation, left half-way, or given up on after a question asked twice."""
+    if _intent(tracker) in ("deny", "cancel"):
+        all_given = all(tracker.get_slot(name) is not None for name in service.required)
+        return DECLINED if all_given and service.confirm else LEFT.format(service=service.name)
+    return GAVE_UP.format(service=service.name)
+
+
+def _was_asked(tracker: Tracker, slot: str) -> bool:
+    """Whether the message being validated answers the form's question for this slot (and is not the
+    request that started the form)."""
+    events = list(reversed(tracker.events))
+    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
+    for event in events[current + 1 :]:
+        if event.get("event") in ("user", "active_loop"):
+            return False
+        if event.get("event") == "slot" and event.get("name") == "requested_slot":
+            return bool(event.get("value") == slot)
+    return False
 
 
 def _times_asked(tracker: Tracker, slot: str) -> int:
