@@ -122,6 +122,7 @@ _GROUPED_DIGITS = re.compile(rf"{_DIGITISH}+(?:[ \-－—]+{_DIGITISH}+)+")
 _SEPARATORS = re.compile(r"[ \-－—]+")
 _SPELLED_NUMBER = re.compile(f"{_DIGITISH}{{5,}}")
 MIN_GROUPED_IDENTIFIER = 9  # account 10, phone 11, ID 18 digits; a date (2026-12-08) has 8
+MAX_GROUP = 8  # people group an identifier 3-4-4 or 6-8-4; a longer group is a whole number of its own
 
 
 def identifier_digits(text: str) -> str:
@@ -129,8 +130,10 @@ def identifier_digits(text: str) -> str:
     digits. Only runs of five or more digits are read so, so "三四个" and "十二路" stay words."""
 
     def joined(match: re.Match[str]) -> str:
-        digits = _SEPARATORS.sub("", match.group())
-        return digits if len(digits) >= MIN_GROUPED_IDENTIFIER else match.group()
+        groups = _SEPARATORS.split(match.group())
+        digits = "".join(groups)
+        whole = len(digits) >= MIN_GROUPED_IDENTIFIER and max(map(len, groups)) <= MAX_GROUP
+        return digits if whole else match.group()
 
     text = _GROUPED_DIGITS.sub(joined, text)
     return _SPELLED_NUMBER.sub(lambda m: "".join(str(_DIGITS.get(c, c)) for c in m.group()), text)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from bot.actions.context import context_for
 from bot.actions.safety import never_silent
-from bot.actions.services import remember
+from bot.actions.services import remember, take_offer
 from intents import slots as slot_rules
 from intents import zh
 from intents.city.tables import resolve_record
@@ -20,6 +20,7 @@ from intents.menu import did_you_mean, help_menu, out_of_scope, search, services
 from intents.runtime import Answer, tables
 from intents.services import Service, catalogue
 
+YES = re.compile(r"^(对|对的|是|是的|嗯|恩|好|好的|没错|可以|行)([，,。！!\s]|$)")  # "对，退订"
 FOLLOW_UP = re.compile(r"^(那|那么|还有)?(.{2,12}?)(的)?(呢|怎么样|咋样|如何)?[?？。！!]*$")
 # "不对，打错了，是光明社区" / "不是这个，我说的是友谊新村那个": the last question, about something else.
 CORRECTION = re.compile(
@@ -87,11 +88,13 @@ class OutOfScope(Action):
             answer, events = follow_up
             dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
             return events
+        if tracker.get_slot("offer") and YES.match(zh.normalize_text(text)):  # "对，退订" to "您是想…吗？"
+            return await take_offer(dispatcher, tracker)
         unsure = (message.get("intent") or {}).get("name") == "nlu_fallback" and not text.startswith("/")
         answer = unsure and did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker))
         answer = answer or out_of_scope(text)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return []
+        return [SlotSet("offer", answer.buttons[0]["payload"] if answer.offer else None)]
 
 
 @never_silent

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -17,6 +17,7 @@ from bot.actions.safety import never_silent
 from intents import slots as slot_rules
 from intents.city.tables import record_in_sentence
 from intents.handlers import nothing_to_confirm, run_service, summarise
+from intents.menu import SAID
 from intents.runtime import Answer, Context, pack, tables
 from intents.services import Service, catalogue
 
@@ -333,21 +334,36 @@ class OfferReply(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         offer = tracker.get_slot("offer")
         intent = (tracker.latest_message.get("intent") or {}).get("name")
-        taken = _offered(offer) if intent == "affirm" else None
-        if taken is None:
-            nothing = NOTHING_TO_CANCEL if intent == "cancel" else NOTHING_TO_CONFIRM
-            dispatcher.utter_message(text=LET_GO if offer else nothing)
-            return [SlotSet("offer", None)]
-        service, values = taken
-        context = context_for(tracker, service)
-        context.slots.update(values)
-        answer = await answer_validated(service, context)
-        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return [SlotSet("offer", None), *remember(service, context)]
+        if intent == "affirm" and _offered(offer) is not None:
+            return await take_offer(dispatcher, tracker)
+        nothing = NOTHING_TO_CANCEL if intent == "cancel" else NOTHING_TO_CONFIRM
+        dispatcher.utter_message(text=LET_GO if offer else nothing)
+        return [SlotSet("offer", None)]
 
 
-def _offered(payload: Any) -> tuple[Service, dict[str, Any]] | None:
-    """The service and slot values of an offered button's payload ("/intent{json}"), or None."""
+async def take_offer(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    """The citizen said yes to what the last answer offered. An offer to cancel a booking is itself the
+    question to confirm: it is done now. A guess at what they meant ("您是想办理“X”吗？") starts that
+    service as if its button was pressed: a form asks and confirms as usual."""
+    taken = _offered(tracker.get_slot("offer"))
+    if taken is None:
+        dispatcher.utter_message(text=NOTHING_TO_CONFIRM)
+        return [SlotSet("offer", None)]
+    service, values, said = taken
+    if said is not None and service.form:
+        given = [SlotSet(name, value) for name, value in values.items()]
+        return [SlotSet("offer", None), *given, SlotSet("request_text", said), FollowupAction(service.form)]
+    context = context_for(tracker, service)
+    context.slots.update(values)
+    context.text = said or context.text
+    answer = await answer_validated(service, context)
+    dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+    return [SlotSet("offer", None), *remember(service, context)]
+
+
+def _offered(payload: Any) -> tuple[Service, dict[str, Any], str | None] | None:
+    """The service, slot values and restated words (a guess's button) of an offered button's payload
+    ("/intent{json}"), or None."""
     if not isinstance(payload, str) or not payload.startswith("/"):
         return None
     intent, _, raw = payload[1:].partition("{")
@@ -358,7 +374,9 @@ def _offered(payload: Any) -> tuple[Service, dict[str, Any]] | None:
         return None
     if service is None or not isinstance(values, dict):
         return None
-    return service, {k: v for k, v in values.items() if k in service.slots}
+    said = values.get(SAID)
+    slots = {k: v for k, v in values.items() if k in service.slots}
+    return service, slots, said if isinstance(said, str) else None
 
 
 @never_silent

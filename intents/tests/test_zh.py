@@ -290,6 +290,7 @@ def test_parse_clock(text: str, expected: str | None) -> None:
         ("1134-412-157", "1134412157"),
         ("650203 19900101 1234", "650203199001011234"),
         ("2026-12-08", "2026-12-08"),  # a date keeps its dashes
+        ("交暖气费 1134412157 2000", "交暖气费 1134412157 2000"),  # an account, then an amount
         ("买三四个", "买三四个"),  # "three or four", not a number
         ("十二路 3站", "十二路 3站"),
     ],
