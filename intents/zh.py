@@ -399,6 +399,8 @@ _PERIOD_WORDS: dict[str, str | None] = {
     "今早": "am",
     "明早": "am",
     "午前": "am",
+    "午饭": "am",  # a meal booking's half-day: lunch is the morning's ("中午" alone stays unsure)
+    "午餐": "am",
     "下半天": "pm",
     "下午": "pm",
     "午后": "pm",
@@ -409,6 +411,8 @@ _PERIOD_WORDS: dict[str, str | None] = {
     "夜间": "pm",
     "今晚": "pm",
     "明晚": "pm",
+    "晚饭": "pm",
+    "晚餐": "pm",
 }
 _PERIOD_RE = re.compile("|".join(sorted(_PERIOD_WORDS, key=len, reverse=True)))
 

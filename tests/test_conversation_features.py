@@ -94,4 +94,3 @@ async def test_a_correction_asks_the_last_question_again_about_the_right_thing(c
     assert "枫林" in chat.text
     await chat.say("不对，打错了，是光明社区")
     assert "光明" in chat.text and "没太明白" not in chat.text, chat.text
-

@@ -226,9 +226,12 @@ async def test_account_of_another_kind_is_refused(chat: Chat):
 async def test_bank_queue_ticket_numbers_follow_each_other(http, stack):
     first, second = Chat(http, stack), Chat(http, stack)
     await first.say("在营业部取个号办个人业务")
+    assert "请确认远程取号" in first.text and "前面约" in first.text  # the branch and wait, before a number
+    await first.say("确认")
     await second.say("我要在昆仑银行克拉玛依分行营业部取号")
     assert "哪类业务" in second.text
-    await second.say("个人业务")
+    await second.say("存钱")  # as residents say it: 个人业务
+    await second.say("确认")
     tickets = [re.search(r"号码是 (A\d{3})", c.text).group(1) for c in (first, second)]
     assert int(tickets[1][1:]) == int(tickets[0][1:]) + 1
     assert "前面还有" in second.text
