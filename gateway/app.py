@@ -35,7 +35,7 @@ from gateway.scrape import Scrape
 from gateway.staff.api import staff_routes
 from gateway.state import StateStore, create_state
 from gateway.webchat import session_ids
-from intents.zh import normalize_text
+from intents.zh import bot_text
 from payments.wechatpay import WeChatPayClient
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
         retries=settings.rasa_retries,
         breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s),
     )
-    turns = Turns(settings, sessions, state, bridge, normalise=normalize_text)
+    turns = Turns(settings, sessions, state, bridge, normalise=bot_text)
     messaging = Messaging.build(settings, sessions, state, turns)
     try:
         yield Core(engine, sessions, state, bridge, turns, messaging)

@@ -83,6 +83,8 @@ def did_you_mean(text: str, ranking: list[dict], entities: dict[str, str]) -> An
         given = {k: v for k, v in entities.items() if k in service.slots}
         buttons.append(button(service.name, service.intent, **given, **{SAID: text}))
     buttons.append(button("都不是", "out_of_scope"))
+    if len(picks) == 1:  # one guess is a yes/no question: "对" takes it
+        return Answer(f"没太明白您的意思，您是想办理“{picks[0].name}”吗？", buttons, offer=True)
     return Answer("没太明白您的意思，您是想办理：", buttons)
 
 

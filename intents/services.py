@@ -18,6 +18,9 @@ ANNOTATION = re.compile(r"\[([^\]]+)\]\(([a-z_]+)\)")
 class SlotSpec(BaseModel):
     name: str
     ask: str
+    why: str = ""  # why the service needs it, said with the question ("用于核对您本人的记录")
+    label: str = ""  # its name in a summary to confirm ("上车地点：友谊馆")
+    private: bool = False  # shown masked in a summary (an ID number)
     lookup: str | None = None
     regex: list[str] = Field(default_factory=list)
 
@@ -39,6 +42,7 @@ class Service(BaseModel):
     confirm: bool = False
     personal: bool = False  # its records belong to people: shown only to the owner (verified phone)
     keywords: list[str] = Field(default_factory=list)
+    ask: dict[str, str] = Field(default_factory=dict)  # this service's own question for a slot
     examples: list[str]
     test: list[Turn] = Field(default_factory=list)  # the conformance conversation
 
@@ -57,9 +61,9 @@ class Service(BaseModel):
 
     @model_validator(mode="after")
     def _required_are_slots(self) -> Service:
-        missing = set(self.required) - set(self.slots)
+        missing = (set(self.required) | set(self.ask)) - set(self.slots)
         if missing:
-            raise ValueError(f"service {self.id}: required slots {sorted(missing)} not in slots")
+            raise ValueError(f"service {self.id}: required or asked slots {sorted(missing)} not in slots")
         return self
 
 

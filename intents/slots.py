@@ -17,9 +17,10 @@ from intents.city.pack import Kind
 from intents.city.tables import resolve_record
 from intents.limits import TICKETS_PER_ORDER
 from intents.runtime import Context, button
-from intents.services import catalogue
+from intents.services import Service, catalogue
 
 MAX_AMOUNT = 500
+MAX_PLACE_CHARS = 30
 WEEKDAYS = "一二三四五六日"
 
 
@@ -71,6 +72,18 @@ async def _cinema(value: Any, ctx: Context) -> Check:
     if not lookup.showings(ctx.pack, film, check.value):
         return Check(None, f"{check.value}近期没有排映《{film}》，请换一家影院。")
     return check
+
+
+async def _place(value: Any, ctx: Context) -> Check:
+    """A stop or place; a service that goes anywhere (a taxi, params.any_place) takes the address as the
+    citizen wrote it ("石油大学北门"), whether or not the city's list of stops has it."""
+    check = await _by_name("bus_stop", "bus_stop", "站点")(value, ctx)
+    if ctx.service is None or not ctx.service.params.get("any_place"):
+        return check
+    text = zh.normalize_text(str(value)).strip()
+    if not 2 <= len(text) <= MAX_PLACE_CHARS:
+        return check if check.value is not None else Check(None, "请说一个具体的地点，例如“友谊馆北门”。")
+    return Check(text)
 
 
 async def _bus_line(value: Any, ctx: Context) -> Check:
@@ -144,7 +157,7 @@ async def _utility_kind(value: Any, ctx: Context) -> Check:
 
 
 async def _account_no(value: Any, ctx: Context) -> Check:
-    digits = "".join(ch for ch in zh.normalize_text(str(value)) if ch.isdigit())
+    digits = "".join(ch for ch in zh.bot_text(str(value)) if ch.isdigit())
     if len(digits) != 10:
         return Check(None, "户号是10位数字，请核对后重新输入。")
     account = await availability.utility_account(ctx, digits)
@@ -184,7 +197,7 @@ def _pattern(slot: str, pattern: str, label: str, clean: Callable[[str], str] = 
     compiled = re.compile(pattern)
 
     async def validate(value: Any, ctx: Context) -> Check:
-        text = zh.normalize_text(str(value)).replace(" ", "")
+        text = zh.identifier_digits(zh.normalize_text(str(value))).replace(" ", "")
         match = compiled.search(text)
         if match is None:
             return Check(None, f"{label}格式不正确，请重新输入。")
@@ -221,7 +234,7 @@ VALIDATORS: dict[str, Callable[[Any, Context], Awaitable[Check]]] = {
     "train_no": _pattern("train_no", r"[GDCZTKY][0-9]{1,4}", "车次"),
     "amount": _amount,
     "bus_line": _bus_line,
-    "bus_stop": _by_name("bus_stop", "bus_stop", "站点"),
+    "bus_stop": _place,
     "hospital": _by_name("hospital", "hospital", "医院"),
     "department": _department,
     "date": _date,
@@ -247,13 +260,26 @@ async def validate(slot: str, value: Any, ctx: Context) -> Check:
 def _day_label(day: date, today: date) -> str:
     names = {0: "今天", 1: "明天", 2: "后天"}
     offset = (day - today).days
-    base = f"{day.month}月{day.day}日"
-    return f"{names[offset]}（{base}）" if offset in names else f"{base}（周{WEEKDAYS[day.weekday()]}）"
+    label = f"{day.month}月{day.day}日（周{WEEKDAYS[day.weekday()]}）"  # every button reads the same way
+    return f"{names[offset]} {label}" if offset in names else label
+
+
+def question_for(slot: str, service: Service | None) -> str:
+    """The slot's question as a form asks it: which service it is for, and why that service needs it
+    ("社保卡申领：请输入18位身份证号码（用于核对您本人的参保信息）。")."""
+    spec = catalogue().slots[slot]
+    if service is None:
+        return spec.ask
+    question = service.ask.get(slot) or spec.ask
+    if spec.why and slot not in service.ask:
+        stop = "。" if question.endswith("。") else ""
+        question = f"{question.removesuffix('。')}（{spec.why}）{stop}"
+    return f"{service.name}：{question}"
 
 
 async def ask(slot: str, ctx: Context) -> tuple[str, list[dict[str, str]]]:
     """The question for a slot and, where the data has them, the choices as buttons."""
-    question = catalogue().slots[slot].ask
+    question = question_for(slot, ctx.service)
     pack = ctx.pack
     options: list[str] = []
     if slot == "hospital":
@@ -265,6 +291,7 @@ async def ask(slot: str, ctx: Context) -> tuple[str, list[dict[str, str]]]:
     elif slot == "cinema":
         options = lookup.cinemas_showing(pack, ctx.slot("film")) if ctx.slot("film") else [c.name for c in pack.cinemas]
     elif slot == "show_time" and ctx.slot("film") and ctx.slot("cinema"):
+        question = f"{ctx.service.name if ctx.service else '电影购票'}：{ctx.slot('cinema')}《{ctx.slot('film')}》，请问看哪一场？"
         day = ctx.day
         times = lookup.show_times(pack, ctx.slot("film"), ctx.slot("cinema"))
         options = [t for t in times if day > ctx.today or t > ctx.now.strftime("%H:%M")]

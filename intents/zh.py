@@ -117,6 +117,34 @@ _NUMBER_RUN = re.compile("[0-9" + "".join([*_DIGITS, *_SMALL_UNITS, *_BIG_UNITS]
 _TOKEN = re.compile(r"[0-9]+|.", re.DOTALL)
 
 
+_DIGITISH = "[0-9〇零一二三四五六七八九幺]"
+_GROUPED_DIGITS = re.compile(rf"{_DIGITISH}+(?:[ \-－—]+{_DIGITISH}+)+")
+_SEPARATORS = re.compile(r"[ \-－—]+")
+_SPELLED_NUMBER = re.compile(f"{_DIGITISH}{{5,}}")
+MIN_GROUPED_IDENTIFIER = 9  # account 10, phone 11, ID 18 digits; a date (2026-12-08) has 8
+MAX_GROUP = 8  # people group an identifier 3-4-4 or 6-8-4; a longer group is a whole number of its own
+
+
+def identifier_digits(text: str) -> str:
+    """An identifier as people type or say it: "幺三八 九九零幺 2345" and "1134-412-157" become plain
+    digits. Only runs of five or more digits are read so, so "三四个" and "十二路" stay words."""
+
+    def joined(match: re.Match[str]) -> str:
+        groups = _SEPARATORS.split(match.group())
+        digits = "".join(groups)
+        whole = len(digits) >= MIN_GROUPED_IDENTIFIER and max(map(len, groups)) <= MAX_GROUP
+        return digits if whole else match.group()
+
+    text = _GROUPED_DIGITS.sub(joined, text)
+    return _SPELLED_NUMBER.sub(lambda m: "".join(str(_DIGITS.get(c, c)) for c in m.group()), text)
+
+
+def bot_text(text: str) -> str:
+    """What the understanding reads: normalised, identifiers as plain digits (the citizen's own words are
+    kept as typed elsewhere)."""
+    return identifier_digits(normalize_text(text))
+
+
 def _digit_sequence(tokens: list[str]) -> int | None:
     """一二三 → 123, 二〇二六 → 2026; no units involved."""
     if len(tokens) == 1:
@@ -371,6 +399,8 @@ _PERIOD_WORDS: dict[str, str | None] = {
     "今早": "am",
     "明早": "am",
     "午前": "am",
+    "午饭": "am",  # a meal booking's half-day: lunch is the morning's ("中午" alone stays unsure)
+    "午餐": "am",
     "下半天": "pm",
     "下午": "pm",
     "午后": "pm",
@@ -381,6 +411,8 @@ _PERIOD_WORDS: dict[str, str | None] = {
     "夜间": "pm",
     "今晚": "pm",
     "明晚": "pm",
+    "晚饭": "pm",
+    "晚餐": "pm",
 }
 _PERIOD_RE = re.compile("|".join(sorted(_PERIOD_WORDS, key=len, reverse=True)))
 

@@ -9,6 +9,7 @@ one of `expect_any` and none of `expect_not`. Pass rates per family, kind and ch
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import unicodedata
 from collections import Counter
@@ -25,9 +26,14 @@ QUIET_S = 0.8  # a turn's replies are complete when nothing more arrived for thi
 
 
 def load() -> list[dict]:
+    """Every conversation, or (while working on some) those whose id, kind or family is named in
+    CITYGW_CONVERSATIONS ("mid-form,cancel"); the floor applies to the whole set only."""
     conversations = []
     for path in sorted(CONVERSATIONS.glob("*.yaml")):
         conversations += yaml.safe_load(path.read_text(encoding="utf-8"))["conversations"]
+    wanted = {w for w in os.environ.get("CITYGW_CONVERSATIONS", "").split(",") if w}
+    if wanted:
+        conversations = [c for c in conversations if wanted & {c["id"], c.get("kind"), c.get("family")}]
     return conversations
 
 
@@ -127,4 +133,6 @@ async def test_residents_conversations_succeed(http, stacks):
         if not ok
     ]
     print("\n" + "\n".join(lines))
+    if os.environ.get("CITYGW_CONVERSATIONS"):
+        return  # a subset, while working: the table above is the result
     assert rate >= MIN_PASS_RATE, "\n".join(lines)

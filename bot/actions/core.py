@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from bot.actions.context import context_for
 from bot.actions.safety import never_silent
-from bot.actions.services import remember
+from bot.actions.services import remember, take_offer
 from intents import slots as slot_rules
 from intents import zh
 from intents.city.tables import resolve_record
@@ -31,12 +31,24 @@ from intents.menu import (
 from intents.runtime import Answer, tables
 from intents.services import Service, catalogue
 
+YES = re.compile(r"^(对|对的|是|是的|嗯|恩|好|好的|没错|可以|行)([，,。！!\s]|$)")  # "对，退订"
 FOLLOW_UP = re.compile(r"^(那|那么|还有)?(.{2,12}?)(的)?(呢|怎么样|咋样|如何)?[?？。！!]*$")
+# "不对，打错了，是光明社区" / "不是这个，我说的是友谊新村那个": the last question, about something else.
+CORRECTION = re.compile(
+    r"^(?:不对|不是|错了|打错了|说错了|写错了|搞错了)[^，,。]{0,6}[，,。]?"
+    r"(?:(?:打错了|说错了)[，,。]?)?(?:我说的是|我要的是|我问的是|我要查的是|我要看的是|应该是|是|改成|换成)?"
+    r"(.{2,12}?)(?:那个|这个|那家|那里)?[?？。！!]*$"
+)
 
 
 def _follow_up_words(text: str) -> str | None:
-    """X of a "那X呢"-shaped message; None for anything else (a longer message is a new question)."""
-    found = FOLLOW_UP.match(zh.normalize_text(text).replace(" ", ""))
+    """X of a "那X呢"-shaped message or of a correction ("不对，是X"); None for anything else (a longer
+    message is a new question)."""
+    plain = zh.normalize_text(text).replace(" ", "")
+    corrected = CORRECTION.match(plain)
+    if corrected:
+        return corrected.group(1)
+    found = FOLLOW_UP.match(plain)
     return found.group(2) if found and (found.group(1) or found.group(4)) else None
 
 
@@ -87,6 +99,8 @@ class OutOfScope(Action):
             answer, events = follow_up
             dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
             return events
+        if tracker.get_slot("offer") and YES.match(zh.normalize_text(text)):  # "对，退订" to "您是想…吗？"
+            return await take_offer(dispatcher, tracker)
         unsure = (message.get("intent") or {}).get("name") == "nlu_fallback" and not text.startswith("/")
         guess = did_you_mean(text, message.get("intent_ranking") or [], _entities(tracker)) if unsure else None
         answer = guess or out_of_scope(text)
@@ -97,7 +111,7 @@ class OutOfScope(Action):
             dispatcher.utter_message(
                 json_message={OUTCOME_KEY: served_nothing if answer.text.startswith(SORRY) else SUGGESTED}
             )
-        return []
+        return [SlotSet("offer", answer.buttons[0]["payload"] if answer.offer else None)]
 
 
 @never_silent

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import ActiveLoop, EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -16,6 +17,7 @@ from bot.actions.safety import never_silent
 from intents import slots as slot_rules
 from intents.city.tables import record_in_sentence
 from intents.handlers import nothing_to_confirm, run_service, summarise
+from intents.menu import SAID
 from intents.runtime import Answer, Context, pack, tables
 from intents.services import Service, catalogue
 
@@ -23,7 +25,11 @@ CONFIRM_BUTTONS = [{"title": "确认", "payload": "/affirm"}, {"title": "取消"
 DECLINED = "好的，已取消，没有为您办理任何业务。"
 LET_GO = "好的，没有为您办理。还有什么可以帮您？"
 NOTHING_TO_CONFIRM = "好的。还有什么可以帮您？发送“菜单”查看全部服务。"
-NOTHING_TO_CANCEL = "好的。当前没有正在办理的业务，还有什么可以帮您？"
+NOTHING_TO_CANCEL = "好的。当前没有需要取消的业务，还有什么可以帮您？"
+GAVE_UP = "抱歉，这一项我还是没能识别，已退出“{service}”，没有为您办理任何业务。核对后可随时重新发起，发送“菜单”查看全部服务。"
+LEFT = "好的，已退出“{service}”，没有为您办理任何业务。"
+MAX_ASKS = 2  # the same question is never asked a third time in a row
+RESUME = "您刚才在办理"
 FREE_TEXT_INTENTS = {"inform", "nlu_fallback", "out_of_scope"}
 # At a confirmation: words that reopen part of the choice, and the slots they reopen.
 CHANGE_WORDS = [
@@ -56,8 +62,8 @@ class ServiceAction(Action, ABC):
         return reset_events(self.service)
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        if self.service.confirm and tracker.get_slot("confirmed") is False:
-            dispatcher.utter_message(text=DECLINED)
+        if tracker.get_slot("confirmed") is False:  # declined, left half-way ("不约了"), or given up on
+            dispatcher.utter_message(text=_why_not_done(self.service, tracker))
             return reset_events(self.service)
         context = context_for(tracker, self.service)
         answer = await answer_validated(self.service, context) if not self.service.form else None
@@ -131,14 +137,25 @@ class ServiceFormValidation(FormValidationAction, ABC):
             changed = await self._change_of_mind(tracker, incoming, context)
             if changed is not None:
                 return changed
-        elif requested not in incoming and not await self._answers(requested, tracker, context):
+        elif _intent(tracker) == "deny" and not self._mine(incoming):  # "不约了" half-way: leave the form
+            return [SlotSet("confirmed", False), SlotSet("requested_slot", None)]
+        elif (requested not in incoming and not await self._answers(requested, tracker, context)) or (
+            requested in incoming and _asks_more_than_the_answer(tracker)
+        ):
             aside = await self._aside(dispatcher, tracker)
             if aside is not None:
                 return aside
-        if requested and requested != "confirmed" and requested not in incoming and self._free_text(tracker):
+        text = tracker.latest_message.get("text", "")
+        if requested not in (None, "confirmed") and _was_asked(tracker, requested):
             # "人名医院" is no entity the NLU knows: judge the words themselves, so the citizen hears
-            # "您是不是要找…" instead of the same question again.
-            incoming[requested] = tracker.latest_message.get("text", "")
+            # "您是不是要找…" instead of the same question again; words that answer another question of
+            # this form instead ("那充30" when asked the number) go there. An address for a service that
+            # goes anywhere is all the words ("石油大学北门", not just the stop it names).
+            if not self._mine(incoming) and self._free_text(tracker):
+                incoming[await self._slot_answered(requested, text, context)] = text
+            elif self.service.params.get("any_place") and requested in incoming and len(text) <= MAX_FREE_TEXT:
+                incoming[requested] = text
+        giving_up = requested not in (None, "confirmed") and _times_asked(tracker, requested) >= MAX_ASKS
         checked: dict[str, Any] = {}
         for name in self.service.slots:  # catalogue order: hospital before department
             if name not in incoming or incoming[name] is None:
@@ -146,18 +163,38 @@ class ServiceFormValidation(FormValidationAction, ABC):
             result = await slot_rules.validate(name, incoming[name], context)
             if result.message:
                 text = result.message
-                if name == requested and result.value is None:  # never a question without a way out
+                if name == requested and result.value is None and not giving_up:  # always a way out
                     text += f"\n如不再办理“{self.service.name}”，请回复“取消”。"
-                dispatcher.utter_message(text=text, buttons=result.buttons)
+                dispatcher.utter_message(text=text, buttons=[] if giving_up else result.buttons)
             checked[name] = result.value
             context.slots[name] = result.value
             tracker.slots[name] = result.value
         if "confirmed" in incoming:
             checked["confirmed"] = incoming["confirmed"]
         events: list[EventType] = [SlotSet(name, value) for name, value in checked.items()]
+        if giving_up and checked.get(requested) is None:  # asked twice: no third time, the service says so
+            return [*events, SlotSet("confirmed", False), SlotSet("requested_slot", None)]
         if await self._nothing_to_confirm(context):
             return [*events, SlotSet("requested_slot", None)]  # ends the form: the service says why
         return events
+
+    def _mine(self, incoming: dict[str, Any]) -> bool:
+        """Whether the message gave a value for one of this service's slots."""
+        return any(name in self.service.slots and value is not None for name, value in incoming.items())
+
+    async def _slot_answered(self, requested: str, text: str, context: Context) -> str:
+        """The slot free words answer: the one asked, unless they fit none of it and exactly one other
+        empty question of this form."""
+        if (await slot_rules.validate(requested, text, context)).value is not None:
+            return requested
+        others = [
+            name
+            for name in self.service.required
+            if name != requested
+            and context.slots.get(name) is None
+            and (await slot_rules.validate(name, text, context)).value is not None
+        ]
+        return others[0] if len(others) == 1 else requested
 
     async def _nothing_to_confirm(self, context: Context) -> bool:
         """Every slot is known, the confirmation not yet asked or answered, and there is nothing to do."""
@@ -230,9 +267,22 @@ class ServiceFormValidation(FormValidationAction, ABC):
         context.slots = {**given}
         answer = await answer_validated(other, context)
         dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        dispatcher.utter_message(text=f"您刚才在办理“{self.service.name}”，请继续：")
-        # Any slot set keeps Rasa from rejecting the form's turn; the form then asks its question again.
-        return [SlotSet("last_service", tracker.get_slot("last_service"))]
+        dispatcher.utter_message(text=f"{RESUME}“{self.service.name}”，请继续：")
+        # What the aside named that this form asks too (the phone number whose balance was asked, while
+        # topping it up) is kept. Any slot set keeps Rasa from rejecting the form's turn; the form then
+        # asks its next question.
+        kept = await self._kept_from_aside(given, tracker)
+        return [SlotSet("last_service", tracker.get_slot("last_service")), *kept]
+
+    async def _kept_from_aside(self, given: dict[str, Any], tracker: Tracker) -> list[EventType]:
+        context = context_for(tracker, self.service)
+        kept: list[EventType] = []
+        for name in self.service.required:
+            if name in given and tracker.get_slot(name) is None:
+                result = await slot_rules.validate(name, given[name], context)
+                if result.value is not None:
+                    kept.append(SlotSet(name, result.value))
+        return kept
 
     def _free_text(self, tracker: Tracker) -> bool:
         """An answer that is neither a command (取消, 菜单) nor another service's request."""
@@ -284,21 +334,36 @@ class OfferReply(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         offer = tracker.get_slot("offer")
         intent = (tracker.latest_message.get("intent") or {}).get("name")
-        taken = _offered(offer) if intent == "affirm" else None
-        if taken is None:
-            nothing = NOTHING_TO_CANCEL if intent == "cancel" else NOTHING_TO_CONFIRM
-            dispatcher.utter_message(text=LET_GO if offer else nothing)
-            return [SlotSet("offer", None)]
-        service, values = taken
-        context = context_for(tracker, service)
-        context.slots.update(values)
-        answer = await answer_validated(service, context)
-        dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
-        return [SlotSet("offer", None), *remember(service, context)]
+        if intent == "affirm" and _offered(offer) is not None:
+            return await take_offer(dispatcher, tracker)
+        nothing = NOTHING_TO_CANCEL if intent == "cancel" else NOTHING_TO_CONFIRM
+        dispatcher.utter_message(text=LET_GO if offer else nothing)
+        return [SlotSet("offer", None)]
 
 
-def _offered(payload: Any) -> tuple[Service, dict[str, Any]] | None:
-    """The service and slot values of an offered button's payload ("/intent{json}"), or None."""
+async def take_offer(dispatcher: CollectingDispatcher, tracker: Tracker) -> list[EventType]:
+    """The citizen said yes to what the last answer offered. An offer to cancel a booking is itself the
+    question to confirm: it is done now. A guess at what they meant ("您是想办理“X”吗？") starts that
+    service as if its button was pressed: a form asks and confirms as usual."""
+    taken = _offered(tracker.get_slot("offer"))
+    if taken is None:
+        dispatcher.utter_message(text=NOTHING_TO_CONFIRM)
+        return [SlotSet("offer", None)]
+    service, values, said = taken
+    if said is not None and service.form:
+        given = [SlotSet(name, value) for name, value in values.items()]
+        return [SlotSet("offer", None), *given, SlotSet("request_text", said), FollowupAction(service.form)]
+    context = context_for(tracker, service)
+    context.slots.update(values)
+    context.text = said or context.text
+    answer = await answer_validated(service, context)
+    dispatcher.utter_message(text=answer.text, buttons=answer.buttons)
+    return [SlotSet("offer", None), *remember(service, context)]
+
+
+def _offered(payload: Any) -> tuple[Service, dict[str, Any], str | None] | None:
+    """The service, slot values and restated words (a guess's button) of an offered button's payload
+    ("/intent{json}"), or None."""
     if not isinstance(payload, str) or not payload.startswith("/"):
         return None
     intent, _, raw = payload[1:].partition("{")
@@ -309,7 +374,9 @@ def _offered(payload: Any) -> tuple[Service, dict[str, Any]] | None:
         return None
     if service is None or not isinstance(values, dict):
         return None
-    return service, {k: v for k, v in values.items() if k in service.slots}
+    said = values.get(SAID)
+    slots = {k: v for k, v in values.items() if k in service.slots}
+    return service, slots, said if isinstance(said, str) else None
 
 
 @never_silent
@@ -320,11 +387,78 @@ class CancelService(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         form = tracker.active_loop.get("name")
         if not form:
-            dispatcher.utter_message(text="好的。当前没有正在办理的业务，还有什么可以帮您？")
+            dispatcher.utter_message(text=NOTHING_TO_CANCEL)
             return []
         service = _service_of_form(form)
-        dispatcher.utter_message(text=f"好的，已退出“{service.name}”，没有为您办理任何业务。")
+        dispatcher.utter_message(text=LEFT.format(service=service.name))
         return [ActiveLoop(None), *reset_events(service)]
+
+
+ASIDE_MIN_CONFIDENCE = 0.6
+ASIDE_MIN_WORDS = 4  # characters left once the slot values are taken out: "余额多少" is a question
+
+
+def _asks_more_than_the_answer(tracker: Tracker) -> bool:
+    """A message that gives the value asked for but is a question of its own ("我先问下还剩多少话费
+    号码138…" while topping up): the question is answered too, and the value kept."""
+    message = tracker.latest_message
+    intent = message.get("intent") or {}
+    if intent.get("confidence", 0) < ASIDE_MIN_CONFIDENCE:
+        return False
+    text = message.get("text") or ""
+    for entity in sorted(message.get("entities") or [], key=lambda e: e.get("start", 0), reverse=True):
+        if "start" in entity and "end" in entity:
+            text = text[: entity["start"]] + text[entity["end"] :]
+    return len(re.sub(r"[\W_]", "", text)) >= ASIDE_MIN_WORDS
+
+
+def _intent(tracker: Tracker) -> str | None:
+    return (tracker.latest_message.get("intent") or {}).get("name")
+
+
+def _why_not_done(service: Service, tracker: Tracker) -> str:
+    """Declined at the confirmation, left half-way, or given up on after a question asked twice."""
+    if _intent(tracker) in ("deny", "cancel"):
+        all_given = all(tracker.get_slot(name) is not None for name in service.required)
+        return DECLINED if all_given and service.confirm else LEFT.format(service=service.name)
+    return GAVE_UP.format(service=service.name)
+
+
+def _was_asked(tracker: Tracker, slot: str) -> bool:
+    """Whether the message being validated answers the form's question for this slot (and is not the
+    request that started the form)."""
+    events = list(reversed(tracker.events))
+    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
+    for event in events[current + 1 :]:
+        if event.get("event") in ("user", "active_loop"):
+            return False
+        if event.get("event") == "slot" and event.get("name") == "requested_slot":
+            return bool(event.get("value") == slot)
+    return False
+
+
+def _times_asked(tracker: Tracker, slot: str) -> int:
+    """How many times in a row the form has asked for this slot after an answer that did not fill it.
+    Rasa sets requested_slot each time it asks; a question asked again after answering an aside
+    ("您刚才在办理…") does not count: the citizen asked something, they did not fail to answer."""
+    asked, asking, aside = 0, False, False
+    events = list(reversed(tracker.events))
+    # Rasa puts the requested slot again after the message being validated: start before that message.
+    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
+    for event in events[current + 1 :]:
+        kind = event.get("event")
+        if kind in ("user", "active_loop"):
+            asked += asking and not aside
+            asking, aside = False, False
+            if kind == "active_loop":
+                break
+        elif kind == "slot" and event.get("name") == "requested_slot":
+            if event.get("value") != slot:
+                break
+            asking = True
+        elif kind == "bot" and (event.get("text") or "").startswith(RESUME):
+            aside = True
+    return asked
 
 
 def _service_of_form(form: str | None) -> Service:

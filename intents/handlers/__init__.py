@@ -62,6 +62,7 @@ SUMMARIES: dict[str, Summary] = {
     "phone_topup": utilities.topup_summary,
     "booking": generic.booking_summary,
     "application": generic.application_summary,
+    "bank_queue_ticket": finance.summary,
 }
 
 
@@ -73,6 +74,7 @@ async def run_service(service: Service, ctx: Context) -> Answer:
 # the form ends there and the service says so, instead of asking "确认" for nothing.
 NOTHING_TO_DO: dict[str, Callable[[Service, Context], Awaitable[bool]]] = {
     "bill_payment": utilities.nothing_due,
+    "bank_queue_ticket": finance.branch_closed,
 }
 
 

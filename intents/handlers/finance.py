@@ -34,12 +34,27 @@ async def _waiting(ctx: Context, branch_id: str, business_id: str, base: int) ->
     return base + recent
 
 
+def _closed(ctx: Context, branch) -> bool:
+    opens, closes = branch.hours.split("-")
+    return not opens <= ctx.now.strftime("%H:%M") < closes
+
+
+async def branch_closed(service: Service, ctx: Context) -> bool:
+    """A closed branch has no number to confirm: the ticket's answer says when it opens."""
+    return _closed(ctx, named(ctx.pack, "bank_branch", ctx.slot("bank_branch")))
+
+
+async def summary(service: Service, ctx: Context) -> str:
+    branch = named(ctx.pack, "bank_branch", ctx.slot("bank_branch"))
+    business = named(ctx.pack, "business_type", ctx.slot("business_type"))
+    ahead = await _waiting(ctx, branch.id, business.id, branch.base_waiting)
+    return f"请确认远程取号：{branch.name}，{business.name}\n地址：{branch.address}\n现在前面约{ahead}人等候。"
+
+
 async def queue_ticket(service: Service, ctx: Context) -> Answer:
     branch = named(ctx.pack, "bank_branch", ctx.slot("bank_branch"))
     business = named(ctx.pack, "business_type", ctx.slot("business_type"))
-    opens, closes = branch.hours.split("-")
-    clock = ctx.now.strftime("%H:%M")
-    if not opens <= clock < closes:
+    if _closed(ctx, branch):
         return Answer(f"{branch.name}的营业时间是{branch.hours}，现在不在营业时间，请在营业时间内取号。")
     ahead = await _waiting(ctx, branch.id, business.id, branch.base_waiting)
     today = ctx.today

@@ -227,7 +227,7 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
         db.add(entry)
         await give_back(db, col(ResourceSlot.booked), entry.resource_slot_id)
         await db.commit()
-    return Answer(f"已为您取消预约 {ref}（{entry.details['place']}）。")
+    return Answer(f"预约 {ref} 已取消（{entry.details['place']}）。")
 
 
 # --- applications -------------------------------------------------------------------------------
@@ -242,8 +242,19 @@ def _status(submitted: datetime, now: datetime) -> str:
 
 
 async def application_summary(service: Service, ctx: Context) -> str:
+    """What will be filed: the values the citizen gave (private ones masked), then their own words."""
     words = ctx.slot("request_text") or ctx.text
-    return f"请确认提交：{service.name}\n内容：{words}"
+    lines = [f"请确认提交：{service.name}"]
+    for name in service.slots:
+        spec, value = catalogue().slots[name], ctx.slot(name)
+        if value is not None and spec.label:
+            lines.append(f"{spec.label}：{_masked(str(value)) if spec.private else value}")
+    return "\n".join([*lines, f"内容：{words}"])
+
+
+def _masked(value: str) -> str:
+    """An ID or phone number in a summary: enough to recognise, not to copy."""
+    return f"{value[:3]}{'*' * (len(value) - 7)}{value[-4:]}" if len(value) > 7 else value
 
 
 OPEN_APPLICATIONS = (

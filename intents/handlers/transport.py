@@ -43,8 +43,8 @@ async def bus_arrival(service: Service, ctx: Context) -> Answer:
             return Answer(_stopped(line))
         lines = [f"{line.name}到{stop.name}站："]
         for a in arrivals:
-            where = "已到站" if a.stops_away == 0 else f"还有{a.stops_away}站"
-            lines.append(f"开往{a.direction}：约{a.minutes_until}分钟（{where}）")
+            when = "已到站" if a.stops_away == 0 else f"约{a.minutes_until}分钟（还有{a.stops_away}站）"
+            lines.append(f"开往{a.direction}：{when}")
         return Answer("\n".join(lines))
     vehicles = await live.vehicles(line.id)
     if not vehicles:

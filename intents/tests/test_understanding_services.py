@@ -168,5 +168,14 @@ def test_did_you_mean_offers_the_plausible_services_with_the_citizens_words():
     assert entities == {"utility_kind": "水费", SAID: "水费那个咋弄"}
 
 
+def test_one_plausible_service_is_a_yes_no_question_that_yes_takes():
+    ranking = [{"name": "nlu_fallback", "confidence": 0.3}, {"name": "bill_query", "confidence": 0.2}]
+    reply = did_you_mean("水费那个咋弄", ranking, {})
+    assert reply is not None and reply.offer  # the bot keeps the first button as the offer "对" takes
+    assert reply.text.endswith("您是想办理“费用查询”吗？")
+    assert [b["title"] for b in reply.buttons] == ["费用查询", "都不是"]
+    assert not did_you_mean("水费那个咋弄", [*ranking, {"name": "bill_payment", "confidence": 0.2}], {}).offer
+
+
 def test_nothing_plausible_gives_no_did_you_mean():
     assert did_you_mean("写首诗", [{"name": "bill_query", "confidence": 0.04}], {}) is None

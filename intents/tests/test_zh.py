@@ -6,7 +6,15 @@ from datetime import date
 
 import pytest
 
-from intents.zh import extract_int, normalize_text, parse_clock, parse_date, parse_int, parse_period
+from intents.zh import (
+    extract_int,
+    identifier_digits,
+    normalize_text,
+    parse_clock,
+    parse_date,
+    parse_int,
+    parse_period,
+)
 
 WED = date(2026, 11, 25)  # a Wednesday
 NEW_YEARS_EVE_EVE = date(2026, 12, 30)  # a Wednesday, for year-end rollover
@@ -272,3 +280,20 @@ def test_parse_period(text: str, expected: str | None) -> None:
 )
 def test_parse_clock(text: str, expected: str | None) -> None:
     assert parse_clock(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("typed", "read"),
+    [
+        ("幺三八 九九零幺 二三四五", "13899012345"),
+        ("户号1134 412 157", "户号1134412157"),
+        ("1134-412-157", "1134412157"),
+        ("650203 19900101 1234", "650203199001011234"),
+        ("2026-12-08", "2026-12-08"),  # a date keeps its dashes
+        ("交暖气费 1134412157 2000", "交暖气费 1134412157 2000"),  # an account, then an amount
+        ("买三四个", "买三四个"),  # "three or four", not a number
+        ("十二路 3站", "十二路 3站"),
+    ],
+)
+def test_identifiers_are_read_as_people_type_them(typed, read):
+    assert identifier_digits(typed) == read
