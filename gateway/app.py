@@ -24,6 +24,7 @@ from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
 from gateway.inbound.bridge import CircuitBreaker, RasaBridge
+from gateway.handoff.api import handoff_endpoints
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
 from gateway.outbound.push_subscriptions import SqlPushSubscriptions
@@ -117,7 +118,9 @@ async def _resources(app: web.Application):
             c.state, webchat_history, session_ids(settings, c.sessions), settings.forwarded_proxies
         )
         app.router.add_routes(webchat.routes(inbound))
-        app.router.add_routes(staff_routes(settings, c.sessions, c.state))
+        assert c.messaging.delivery is not None
+        inbox = handoff_endpoints(settings, c.sessions, c.state, c.messaging.wires, c.messaging.delivery)
+        app.router.add_routes(staff_routes(settings, c.sessions, c.state, inbox))
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())
         if settings.twilio_auth_token:

@@ -9,7 +9,7 @@ away, or the process died half-way) is tried again."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -33,6 +33,10 @@ RATE_LIMITED_ADDRESS = "您所在网络发送的消息太频繁了，请稍等�
 IN_PROGRESS = "这条消息正在处理中，请稍候。"
 SESSION_CACHE_S = 3600
 
+# Looks at the bot's replies before they are rendered and may add to them (the handoff's offer of a
+# person after two misunderstandings in a row).
+AfterBot = Callable[[InboundMessage, list[Reply]], Awaitable[list[Reply]]]
+
 
 class Turns:
     def __init__(
@@ -45,6 +49,7 @@ class Turns:
     ) -> None:
         self.settings, self.sessions, self.state, self.bridge = settings, sessions, state, bridge
         self.normalise = normalise
+        self.after_bot: AfterBot | None = None  # set by Messaging.build
 
     async def refusal(self, message: InboundMessage) -> TurnResult | None:
         """Why this message gets no turn, in the citizen's words, or None."""
@@ -116,6 +121,8 @@ class Turns:
             try:
                 bot_replies = await self.bridge.turn(inbound.conversation_id, self.normalise(inbound.text), metadata)
                 replies = [r for r in bot_replies if r.text or r.buttons]
+                if self.after_bot is not None:
+                    replies = await self.after_bot(message, replies)
                 inbound.status = "answered"
             except BotUnavailable as exc:
                 log.warning("turn for %s kept unanswered: %s", mask(message.sender), exc)

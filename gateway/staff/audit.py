@@ -21,6 +21,14 @@ ACTIONS = (
     "broadcast_retry",
     "notice_create",
     "notice_remind",
+    "handoff_feed",
+    "handoff_view",
+    "handoff_claim",
+    "handoff_reply",
+    "handoff_note",
+    "handoff_transfer",
+    "handoff_close",
+    "handoff_reveal",
 )
 
 

@@ -1,0 +1,144 @@
+"""What a citizen meets of the handoff, as pre-bot responders (gateway/inbound/responders.py), and the
+check after a bot turn that offers a person when the bot did not understand twice in a row.
+
+- `handed_off` (right after provider events): while the address has an open ticket, the message goes
+  to the agent instead of the bot: recorded in the conversation's log with no reply, announced to the
+  open consoles. The bot stays paused — held here, in the gateway — until the agent closes. Right after
+  a close, a "1"–"5" is the citizen's rating.
+- `asks_for_person`: "转人工", "人工客服", "找真人"… opens a ticket and says its number and the wait (or
+  when someone will answer: out of hours, nobody online); an emergency first gets 110/119/120/122 and
+  the offer of a person."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from channels.base import InboundMessage, Reply, Wire
+from common.clock import utcnow
+from gateway.config import Settings
+from gateway.db.models import Handoff
+from gateway.handoff import store
+from gateway.handoff.delivery import Delivery
+from gateway.inbound.responders import Answered, Responder
+from gateway.state import StateStore
+from intents.menu import SORRY
+from intents.zh import normalize_text
+
+OPENED = "已为您转人工客服，工单号{number}。{wait}请直接发送您的问题，客服会在这里回复您。"
+WAIT = "前面还有{ahead}位，预计等待约{minutes}分钟。"
+NEXT = "马上为您接通。"
+NOBODY = "现在客服都不在线，您的留言会记下，客服上线后第一时间回复您。"
+CLOSED_HOURS = (
+    "人工服务时间为每天北京时间{opens}到{closes}，现在不在服务时间。您的留言会记下，客服{when}（北京时间）上班后回复您。"
+)
+STILL_WAITING = "您已在排队等人工客服，工单号{number}。{wait}有什么问题可以先发过来。"
+RATED = "谢谢您的评价！以后有问题直接发消息就行，需要人工请回复“转人工”。"
+OFFER = "我好像没弄明白您的意思。需要人工客服帮您吗？请回复“转人工”。"
+EMERGENCY = "情况紧急请马上打电话：报警110，火警119，急救120，交通事故122。"
+SCAM = "如果正在被骗，请马上停止转账，打110报警或打反诈专线96110。"
+OFFER_AFTER_EMERGENCY = "需要人工客服帮您，请回复“转人工”。"
+
+# What residents write when they want a person (read on the normalised text: traditional and
+# full-width forms are folded already). A whole short message "人工"/"真人"/"客服" counts too.
+ASKS = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|人工坐席|找真人|真人客服|找客服|转客服|要客服")
+ALONE = {"人工", "真人", "客服", "人工!", "人工?"}
+EMERGENCIES = re.compile(
+    r"着火|失火|起火|火灾|冒烟了|煤气泄漏|燃气泄漏|车祸|撞车|撞人|被撞|出事故|交通事故|受伤|流血|出血|晕倒|昏迷|"
+    r"不省人事|救命|没呼吸|溺水|触电|抢劫|打人|打架|砍人"
+)
+SCAMS = re.compile(r"被骗|诈骗|骗子|骗钱")
+# The bot's replies that mean it did not understand (intents/menu.py: out_of_scope, did_you_mean).
+MISUNDERSTOOD = (SORRY, "没太明白您的意思")
+MISSES_TTL_S = 3600
+
+
+def asks_for_person(text: str) -> bool:
+    text = normalize_text(text)
+    return bool(ASKS.search(text)) or text.rstrip("。.!！?？ ") in ALONE
+
+
+@dataclass
+class CitizenSide:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    state: StateStore
+    delivery: Delivery
+
+    def responders(self) -> list[Responder]:
+        return [self.handed_off, self.asks]
+
+    async def handed_off(self, message: InboundMessage, wire: Wire) -> Answered | None:
+        async with self.sessions() as db:
+            handoff = await store.current(db, message.channel, message.sender)
+            if handoff is None:
+                return None
+            if handoff.status == "closed":  # waiting for a rating: a "1"–"5" is one, anything else is not
+                return await self._rating(db, handoff, message)
+            if handoff.status == "waiting" and asks_for_person(message.text):
+                return Answered(message, [Reply(await self._still_waiting(db, handoff))])
+            handoff.last_citizen_at = utcnow()
+            db.add(handoff)
+            await db.commit()
+            await self.delivery.announce("message", handoff, status=handoff.status, agent=handoff.agent_id)
+        return Answered(message, [])  # recorded in the log the agent reads; no bot, no reply
+
+    async def asks(self, message: InboundMessage, wire: Wire) -> Answered | None:
+        text = normalize_text(message.text or "")
+        if asks_for_person(text):
+            return Answered(message, [Reply(await self.open(message, "asked"))])
+        lines = []
+        if EMERGENCIES.search(text):
+            lines.append(EMERGENCY)
+        if SCAMS.search(text):
+            lines.append(SCAM)
+        if lines:
+            return Answered(message, [Reply("\n".join([*lines, OFFER_AFTER_EMERGENCY]))])
+        return None
+
+    async def open(self, message: InboundMessage, reason: str) -> str:
+        """A new ticket for this address, and what the citizen is told about it."""
+        async with self.sessions() as db:
+            handoff = await store.open_handoff(db, message.channel, message.sender, reason)
+            told = await self._wait(db, handoff)
+            await self.delivery.announce("waiting", handoff)
+        return OPENED.format(number=handoff.number, wait=told)
+
+    async def after_bot(self, message: InboundMessage, replies: list[Reply]) -> list[Reply]:
+        """Two misunderstandings in a row: the second one offers a person."""
+        key = f"misses:{message.channel}:{message.sender}"
+        if not any(r.text.startswith(MISUNDERSTOOD) for r in replies):
+            await self.state.set_json(key, 0, MISSES_TTL_S)
+            return replies
+        misses = int(await self.state.get_json(key) or 0) + 1
+        await self.state.set_json(key, 0 if misses >= 2 else misses, MISSES_TTL_S)
+        return [*replies, Reply(OFFER)] if misses >= 2 else replies
+
+    async def _rating(self, db: AsyncSession, handoff: Handoff, message: InboundMessage) -> Answered | None:
+        text = normalize_text(message.text or "").rstrip("分星。.! ")
+        handoff.awaiting_rating = False
+        rated = text in ("1", "2", "3", "4", "5")
+        if rated:
+            handoff.rating = int(text)
+        db.add(handoff)
+        await db.commit()
+        return Answered(message, [Reply(RATED)]) if rated else None
+
+    async def _still_waiting(self, db: AsyncSession, handoff: Handoff) -> str:
+        return STILL_WAITING.format(number=handoff.number, wait=await self._wait(db, handoff))
+
+    async def _wait(self, db: AsyncSession, handoff: Handoff) -> str:
+        hours = store.Hours.parse(self.settings.handoff_hours)
+        now = utcnow()
+        if not hours.open_at(now):
+            return CLOSED_HOURS.format(opens=f"{hours.opens:%H:%M}", closes=f"{hours.closes:%H:%M}", when=hours.next_opening(now))
+        found = await store.queue(db, before_id=handoff.id)
+        if found.agents_online == 0:
+            return NOBODY
+        if found.waiting_ahead == 0:
+            return NEXT
+        minutes = -(-(found.waiting_ahead + 1) * self.settings.handoff_minutes_per_citizen // found.agents_online)
+        return WAIT.format(ahead=found.waiting_ahead, minutes=minutes)
