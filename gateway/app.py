@@ -23,8 +23,8 @@ from channels.wechat.handler import WeChatChannel
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
-from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.handoff.api import handoff_endpoints
+from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
 from gateway.outbound.push_subscriptions import SqlPushSubscriptions

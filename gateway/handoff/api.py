@@ -55,15 +55,69 @@ class HandoffApi:
         P, E = f"{PREFIX}/handoffs", Endpoint
         one = rf"{P}/{{id:\d+}}"
         return [
-            E("GET", P, self.list_, "人工服务：排队中、我接待中、全部", AGENTS, query=h.HandoffsQuery, response=h.HandoffsOut),
-            E("GET", f"{P}/stats", self.stats, "队列长度、最长等待、在线客服与可转的组", AGENTS, response=h.InboxStatsOut),
+            E(
+                "GET",
+                P,
+                self.list_,
+                "人工服务：排队中、我接待中、全部",
+                AGENTS,
+                query=h.HandoffsQuery,
+                response=h.HandoffsOut,
+            ),
+            E(
+                "GET",
+                f"{P}/stats",
+                self.stats,
+                "队列长度、最长等待、在线客服与可转的组",
+                AGENTS,
+                response=h.InboxStatsOut,
+            ),
             E("GET", f"{P}/stream", self.stream, "实时推送（server-sent events）：新排队与居民新消息", AGENTS),
             E("GET", one, self.detail, "工单与完整对话（含机器人回复、内部备注）", AGENTS, response=h.HandoffDetailOut),
-            E("POST", f"{one}/claim", self.claim, "接单（两人同时接单只有一人成功）", AGENTS, response=h.HandoffEnvelope),
-            E("POST", f"{one}/reply", self.reply, "回复居民（经原渠道发送）", AGENTS, body=h.ReplyIn, response=h.HandoffEnvelope),
-            E("POST", f"{one}/note", self.note, "内部备注（居民看不到）", AGENTS, body=h.NoteIn, response=h.HandoffEnvelope),
-            E("POST", f"{one}/transfer", self.transfer, "转给一个组或一位同事", AGENTS, body=h.TransferIn, response=h.HandoffEnvelope),
-            E("POST", f"{one}/close", self.close, "结束服务：分类与处理结果；机器人恢复，请居民评分", AGENTS, body=h.CloseIn, response=h.HandoffEnvelope),
+            E(
+                "POST",
+                f"{one}/claim",
+                self.claim,
+                "接单（两人同时接单只有一人成功）",
+                AGENTS,
+                response=h.HandoffEnvelope,
+            ),
+            E(
+                "POST",
+                f"{one}/reply",
+                self.reply,
+                "回复居民（经原渠道发送）",
+                AGENTS,
+                body=h.ReplyIn,
+                response=h.HandoffEnvelope,
+            ),
+            E(
+                "POST",
+                f"{one}/note",
+                self.note,
+                "内部备注（居民看不到）",
+                AGENTS,
+                body=h.NoteIn,
+                response=h.HandoffEnvelope,
+            ),
+            E(
+                "POST",
+                f"{one}/transfer",
+                self.transfer,
+                "转给一个组或一位同事",
+                AGENTS,
+                body=h.TransferIn,
+                response=h.HandoffEnvelope,
+            ),
+            E(
+                "POST",
+                f"{one}/close",
+                self.close,
+                "结束服务：分类与处理结果；机器人恢复，请居民评分",
+                AGENTS,
+                body=h.CloseIn,
+                response=h.HandoffEnvelope,
+            ),
             E("POST", f"{one}/reveal", self.reveal, "查看完整联系方式（记入审计）", AGENTS, response=h.ContactOut),
         ]
 
@@ -88,9 +142,7 @@ class HandoffApi:
     async def stats(self, ctx: Ctx) -> web.Response:
         self._seen(ctx)
         counts = dict((await ctx.db.exec(select(Handoff.status, func.count()).group_by(Handoff.status))).all())
-        oldest = (
-            await ctx.db.exec(select(func.min(Handoff.opened_at)).where(Handoff.status == "waiting"))
-        ).one()
+        oldest = (await ctx.db.exec(select(func.min(Handoff.opened_at)).where(Handoff.status == "waiting"))).one()
         agents = (
             await ctx.db.exec(
                 select(StaffUser).where(col(StaffUser.role).in_(store.AGENT_ROLES), col(StaffUser.active))
@@ -98,7 +150,9 @@ class HandoffApi:
         ).all()
         since = utcnow() - store.ONLINE_WINDOW
         shown = [
-            h.AgentOut(id=a.id or 0, display_name=a.display_name, online=bool(a.last_seen_at and a.last_seen_at >= since))
+            h.AgentOut(
+                id=a.id or 0, display_name=a.display_name, online=bool(a.last_seen_at and a.last_seen_at >= since)
+            )
             for a in agents
         ]
         return out(
@@ -122,7 +176,9 @@ class HandoffApi:
             )
         ).all()
         entries = (
-            await ctx.db.exec(select(HandoffEntry).where(HandoffEntry.handoff_id == handoff.id).order_by(col(HandoffEntry.id)))
+            await ctx.db.exec(
+                select(HandoffEntry).where(HandoffEntry.handoff_id == handoff.id).order_by(col(HandoffEntry.id))
+            )
         ).all()
         names = await self._names(ctx.db, {e.staff_id for e in entries} | {handoff.agent_id})
         by_agent = {e.message_id: names.get(e.staff_id) for e in entries if e.kind == "reply"}
@@ -197,7 +253,7 @@ class HandoffApi:
         handoff = await self._mine(ctx)
         rows = await self.delivery.tell(ctx.db, handoff, body.text)
         for row in rows:
-            store.entry(ctx.db, handoff, "reply", ctx.me.id, body.text, message_id=row.id or 0)
+            store.entry(ctx.db, handoff, "reply", ctx.me.id, body.text, message_id=row.id)
         ctx.record("handoff_reply", _target(handoff), chars=len(body.text))
         self._seen(ctx)
         return await self._envelope(ctx, handoff)
@@ -305,7 +361,15 @@ class HandoffApi:
     def _shown(self, handoff: Handoff, names: dict[int | None, str]) -> h.HandoffOut:
         waiting_s = int((utcnow() - handoff.opened_at).total_seconds()) if handoff.status == "waiting" else 0
         amber, red = self.settings.handoff_sla_s
-        sla = "none" if handoff.status != "waiting" else "red" if waiting_s >= red else "amber" if waiting_s >= amber else "green"
+        sla = (
+            "none"
+            if handoff.status != "waiting"
+            else "red"
+            if waiting_s >= red
+            else "amber"
+            if waiting_s >= amber
+            else "green"
+        )
         wire = self.wires.get(handoff.channel)
         fields: dict[str, Any] = {
             **handoff.model_dump(),
@@ -327,4 +391,3 @@ def handoff_endpoints(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], state: StateStore, wires: Wires, delivery: Delivery
 ) -> list[Endpoint]:
     return HandoffApi(settings, sessions, state, wires, delivery).endpoints()
-

@@ -32,9 +32,7 @@ OPENED = "已为您转人工客服，工单号{number}。{wait}请直接发送�
 WAIT = "前面还有{ahead}位，预计等待约{minutes}分钟。"
 NEXT = "马上为您接通。"
 NOBODY = "现在客服都不在线，您的留言会记下，客服上线后第一时间回复您。"
-CLOSED_HOURS = (
-    "人工服务时间为每天北京时间{opens}到{closes}，现在不在服务时间。您的留言会记下，客服{when}（北京时间）上班后回复您。"
-)
+CLOSED_HOURS = "人工服务时间为每天北京时间{opens}到{closes}，现在不在服务时间。您的留言会记下，客服{when}（北京时间）上班后回复您。"
 STILL_WAITING = "您已在排队等人工客服，工单号{number}。{wait}有什么问题可以先发过来。"
 RATED = "谢谢您的评价！以后有问题直接发消息就行，需要人工请回复“转人工”。"
 OFFER = "我好像没弄明白您的意思。需要人工客服帮您吗？请回复“转人工”。"
@@ -44,7 +42,9 @@ OFFER_AFTER_EMERGENCY = "需要人工客服帮您，请回复“转人工”。"
 
 # What residents write when they want a person (read on the normalised text: traditional and
 # full-width forms are folded already). A whole short message "人工"/"真人"/"客服" counts too.
-ASKS = re.compile(r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|人工坐席|找真人|真人客服|找客服|转客服|要客服")
+ASKS = re.compile(
+    r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|人工坐席|找真人|真人客服|找客服|转客服|要客服"
+)
 ALONE = {"人工", "真人", "客服", "人工!", "人工?"}
 EMERGENCIES = re.compile(
     r"着火|失火|起火|火灾|冒烟了|煤气泄漏|燃气泄漏|车祸|撞车|撞人|被撞|出事故|交通事故|受伤|流血|出血|晕倒|昏迷|"
@@ -131,10 +131,10 @@ class CitizenSide:
         return STILL_WAITING.format(number=handoff.number, wait=await self._wait(db, handoff))
 
     async def _wait(self, db: AsyncSession, handoff: Handoff) -> str:
-        hours = store.Hours.parse(self.settings.handoff_hours)
-        now = utcnow()
-        if not hours.open_at(now):
-            return CLOSED_HOURS.format(opens=f"{hours.opens:%H:%M}", closes=f"{hours.closes:%H:%M}", when=hours.next_opening(now))
+        if not store.answering(self.settings):
+            opens, closes = store.hours(self.settings)
+            when = store.next_opening(self.settings)
+            return CLOSED_HOURS.format(opens=f"{opens:%H:%M}", closes=f"{closes:%H:%M}", when=when)
         found = await store.queue(db, before_id=handoff.id)
         if found.agents_online == 0:
             return NOBODY

@@ -4,13 +4,15 @@ so a gateway restart (or another gateway process) finds the citizen with the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import time, timedelta
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from common.clock import utcnow
+from gateway.broadcast.quiet import city_now, in_quiet_hours, parse_window
+from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.models import Handoff, HandoffEntry, StaffUser
 from intents.runtime import city_tz
@@ -56,7 +58,7 @@ async def open_handoff(db: AsyncSession, channel: str, address: str, reason: str
 
 async def claim(db: AsyncSession, handoff_id: int, agent_id: int) -> bool:
     """Take a waiting ticket: one conditional UPDATE, so of two agents claiming at once exactly one wins."""
-    result = await db.exec(  # type: ignore[call-overload]
+    result = await db.exec(
         update(Handoff)
         .where(col(Handoff.id) == handoff_id, col(Handoff.status) == "waiting")
         .values(status="claimed", agent_id=agent_id, claimed_at=utcnow())
@@ -64,8 +66,11 @@ async def claim(db: AsyncSession, handoff_id: int, agent_id: int) -> bool:
     return bool(result.rowcount == 1)
 
 
-def entry(db: AsyncSession, handoff: Handoff, kind: str, staff_id: int | None, text: str = "", **more: int) -> None:
-    db.add(HandoffEntry(handoff_id=handoff.id, staff_id=staff_id, kind=kind, text=text, **more))
+def entry(
+    db: AsyncSession, handoff: Handoff, kind: str, staff_id: int | None, text: str = "", message_id: int | None = None
+) -> None:
+    assert handoff.id is not None
+    db.add(HandoffEntry(handoff_id=handoff.id, staff_id=staff_id, kind=kind, text=text, message_id=message_id))
 
 
 @dataclass(frozen=True)
@@ -92,25 +97,19 @@ async def agents_online(db: AsyncSession) -> int:
     return int((await db.exec(query)).one())
 
 
-@dataclass(frozen=True)
-class Hours:
-    """When agents answer, in the city's official clock (Beijing time): "10:00-19:30"."""
+def answering(settings: Settings) -> bool:
+    """Within the agents' hours, by the city's clock (the window arithmetic of quiet hours)."""
+    return in_quiet_hours(settings.handoff_hours, city_now(settings))
 
-    opens: time
-    closes: time
 
-    @classmethod
-    def parse(cls, spec: str) -> Hours:
-        start, end = (time.fromisoformat(part.strip()) for part in spec.split("-"))
-        return cls(start, end)
+def next_opening(settings: Settings) -> str:
+    """ "今天10:00" or "明天10:00": when someone will answer, in the citizen's words (Beijing time)."""
+    opens = hours(settings)[0]
+    return f"{'今天' if city_now(settings).time() < opens else '明天'}{opens:%H:%M}"
 
-    def open_at(self, now: datetime) -> bool:
-        local = now.astimezone(city_tz()).time()
-        return self.opens <= local < self.closes
 
-    def next_opening(self, now: datetime) -> str:
-        """"今天10:00" or "明天10:00": when someone will answer, in the citizen's words."""
-        local = now.astimezone(city_tz()).time()
-        day = "今天" if local < self.opens else "明天"
-        return f"{day}{self.opens:%H:%M}"
-
+def hours(settings: Settings) -> tuple[time, time]:
+    window = parse_window(settings.handoff_hours)
+    if window is None:
+        raise ValueError("handoff_hours must look like 10:00-19:30")
+    return window

@@ -96,7 +96,7 @@ async def test_a_citizen_asks_for_a_person_an_agent_answers_closes_and_the_bot_i
 
     agent = await inbox.signed_in("agent1")
     waiting = await agent.get("/api/staff/handoffs")
-    shown = [t for t in waiting.body["handoffs"] if t["number"] == number][0]
+    shown = next(t for t in waiting.body["handoffs"] if t["number"] == number)
     assert shown["status"] == "waiting" and shown["sla"] == "green" and shown["waiting_s"] >= 0
     assert citizen.session not in json.dumps(waiting.body)  # the session id is masked
     claimed = await agent.post(f"/api/staff/handoffs/{shown['id']}/claim")
@@ -123,7 +123,12 @@ async def test_a_citizen_asks_for_a_person_an_agent_answers_closes_and_the_bot_i
     assert await citizen.say("5") == [RATED]
     assert await citizen.say("14路到哪了") == [f"{ECHO_PREFIX}14路到哪了"]  # the bot answers again
     row = inbox.query("SELECT rating, category, resolution, agent_id FROM handoff WHERE number = ?", number)[0]
-    assert row == {"rating": 5, "category": "求助", "resolution": "已转供热公司上门", "agent_id": inbox.staff_id("agent1")}
+    assert row == {
+        "rating": 5,
+        "category": "求助",
+        "resolution": "已转供热公司上门",
+        "agent_id": inbox.staff_id("agent1"),
+    }
     actions = [a["action"] for a in inbox.audit() if a["action"].startswith("handoff_")]
     for action in ("handoff_claim", "handoff_view", "handoff_reply", "handoff_note", "handoff_close"):
         assert action in actions
@@ -287,4 +292,3 @@ async def test_other_staff_cannot_read_the_inbox(inbox: StaffGateway, role_user:
     client = await inbox.signed_in(role_user)
     reply = await client.get("/api/staff/handoffs")
     assert reply.status == 403 and reply.body["code"] == "forbidden"
-

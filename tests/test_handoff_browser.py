@@ -1,0 +1,112 @@
+"""The handoff in two real browsers (Chromium) against the running system: a citizen in the web chat
+page asks for a person; an agent in the staff console's 人工服务 view sees the waiting ticket with its
+clock, claims it, reads the whole conversation (the bot's turns too), answers from a canned reply; the
+answer appears live in the citizen's page; the agent closes, the citizen rates, and the bot is back."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from gateway.db.models import StaffUser
+from gateway.handoff.responders import RATED
+from gateway.staff.passwords import hash_password
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, NO_HORIZONTAL_SCROLL, VIEWPORT, require_chromium
+from tests.stack import Stack
+from tests.test_console_browser import UNLABELLED, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
+
+PASSWORD = "console-pass-42"
+TIMEOUT_MS = 30_000
+CANNED = "您好，我是人工客服，请问有什么可以帮您？"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    require_chromium()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        await browser.close()
+
+
+def agent_account(stack: Stack) -> str:
+    username = f"agent_{secrets.token_hex(3)}"
+    with stack.db() as db:
+        db.add(
+            StaffUser(username=username, display_name="客服小李", password_hash=hash_password(PASSWORD), role="agent")
+        )
+        db.commit()
+    return username
+
+
+async def new_page(browser: Browser, errors: list[str]) -> Page:
+    context = await browser.new_context(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page
+
+
+async def citizen_says(page: Page, text: str) -> None:
+    await page.locator("#input").fill(text)
+    await page.locator("#input").press("Enter")
+    await expect(page.locator("#messages .msg.user .text").last).to_have_text(text)
+
+
+async def test_a_web_chat_citizen_and_an_agent_in_the_console(browser: Browser, stacks) -> None:
+    stack: Stack = stacks["sqlite"]
+    username = agent_account(stack)
+    errors: list[str] = []
+    citizen, agent = await new_page(browser, errors), await new_page(browser, errors)
+
+    await citizen.goto(stack.url + "/")
+    await expect(citizen.locator("#status")).to_have_text("已连接")
+    await citizen_says(citizen, "12路公交车到哪了")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("12路")
+    await citizen_says(citizen, "转人工")
+    told = citizen.locator("#messages .msg.bot").last
+    await expect(told).to_contain_text("工单号")
+    number = (await told.inner_text()).split("工单号")[1][:10]
+
+    await agent.goto(stack.url + "/staff/")
+    await expect(agent.locator("body")).to_have_attribute("data-ready", "1")
+    await sign_in(agent, username, PASSWORD)
+    await expect(agent).to_have_url(f"{stack.url}/staff/#/handoffs")  # an agent's home is the inbox
+    claim = agent.locator(f'[data-claim="{number}"]')
+    await expect(claim).to_be_visible()
+    row = agent.locator("#waiting-table tr", has=claim)
+    await expect(row.locator(".sla")).to_have_attribute("data-sla", "green")
+    await claim.click()
+    await expect(agent.locator("#handoff-head h1")).to_have_text(f"工单 {number}")
+    transcript = agent.locator("#transcript")
+    await expect(transcript.locator('[data-kind="in"]').first).to_contain_text("12路公交车到哪了")
+    await expect(transcript.locator('[data-kind="out"]').first).to_contain_text("12路")  # the bot's turn
+
+    await citizen_says(citizen, "我家门口的路灯坏了")
+    await expect(transcript.locator('[data-kind="in"]').last).to_contain_text("我家门口的路灯坏了")  # live
+    await agent.locator("#canned").select_option(CANNED)
+    await expect(agent.locator("#reply-text")).to_have_value(CANNED)
+    await agent.get_by_role("button", name="发送").click()
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text(CANNED)
+    await expect(transcript.locator('[data-kind="agent"]').last).to_contain_text(CANNED)
+    assert await agent.evaluate(UNLABELLED) == []
+    assert await agent.evaluate(NO_HORIZONTAL_SCROLL)
+
+    await agent.locator("#close-category").select_option("求助")
+    await agent.locator("#close-resolution").fill("已报路灯管理所维修")
+    await agent.get_by_role("button", name="结束服务").click()
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("回复1到5")
+    await expect(agent.locator("#handoff-actions")).to_contain_text("已结束")
+    await citizen_says(citizen, "5")
+    await expect(citizen.locator("#messages .msg.bot").last).to_have_text(RATED)
+    await citizen_says(citizen, "14路公交车到哪了")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("14路")
+    for page in (citizen, agent):
+        await page.context.close()
+    assert not errors, errors
