@@ -24,6 +24,7 @@ from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
 from gateway.handoff.api import handoff_endpoints
+from gateway.handoff.workorders_api import WorkOrderApi
 from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
@@ -119,7 +120,10 @@ async def _resources(app: web.Application):
         )
         app.router.add_routes(webchat.routes(inbound))
         assert c.messaging.delivery is not None
-        inbox = handoff_endpoints(settings, c.sessions, c.state, c.messaging.wires, c.messaging.delivery)
+        inbox = [
+            *handoff_endpoints(settings, c.sessions, c.state, c.messaging.wires, c.messaging.delivery),
+            *WorkOrderApi(c.messaging.wires, c.messaging.delivery).endpoints(),
+        ]
         app.router.add_routes(staff_routes(settings, c.sessions, c.state, inbox))
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())

@@ -8,7 +8,7 @@ It also carries the inbox's live feed: new waiting tickets and citizens' message
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,20 +24,31 @@ FEED = "handoff:feed"  # the state store's pub/sub topic the console's event str
 Enqueue = Callable[[Outgoing], Awaitable[object]]
 
 
+class Addressee(Protocol):
+    """Where a citizen is answered: a handoff ticket, or a work order's conversation."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def conversation_id(self) -> str: ...
+
+
 class Delivery:
     def __init__(self, wires: Wires, enqueue: Enqueue, state: StateStore) -> None:
         self.wires, self.enqueue, self.state = wires, enqueue, state
 
-    async def tell(self, db: AsyncSession, handoff: Handoff, text: str) -> list[Message]:
+    async def tell(self, db: AsyncSession, to: Addressee, text: str) -> list[Message]:
         """Record the replies (committed with whatever db holds) and hand them on; returns the rows."""
-        wire = self.wires[handoff.channel]
+        wire = self.wires[to.channel]
         rendering = wire.render([Reply(text)])
         status = "sent" if wire.answers_in_request else "queued"
         rows = [
             Message(
-                conversation_id=handoff.conversation_id,
+                conversation_id=to.conversation_id,
                 direction="out",
-                channel=handoff.channel,
+                channel=to.channel,
                 text=r.text,
                 buttons=r.buttons or None,
                 segments=r.segments,
@@ -51,11 +62,11 @@ class Delivery:
             assert row.id is not None
             if wire.answers_in_request:  # web chat: to the citizen's open page
                 frame = {"type": "reply", "in_reply_to": None, "text": row.text, "buttons": row.buttons or []}
-                await self.state.publish(topic(handoff.address), frame)
+                await self.state.publish(topic(to.address), frame)
             else:
                 outgoing = Outgoing(
-                    channel=handoff.channel,
-                    to=handoff.address,
+                    channel=to.channel,
+                    to=to.address,
                     text=row.text,
                     ref=str(MessageRef(row.id)),
                     segments=row.segments or 1,

@@ -5,9 +5,11 @@ check after a bot turn that offers a person when the bot did not understand twic
   to the agent instead of the bot: recorded in the conversation's log with no reply, announced to the
   open consoles. The bot stays paused — held here, in the gateway — until the agent closes. Right after
   a close, a "1"–"5" is the citizen's rating.
-- `asks_for_person`: "转人工", "人工客服", "找真人"… opens a ticket and says its number and the wait (or
-  when someone will answer: out of hours, nobody online); an emergency first gets 110/119/120/122 and
-  the offer of a person."""
+- `asks`: "转人工", "人工客服", "找真人"… opens a ticket and says its number and the wait (or when
+  someone will answer: out of hours, nobody online); an emergency first gets 110/119/120/122 and the
+  offer of a person.
+- `progress`: "我的投诉进度" lists the citizen's 12345 work orders (workorders.py) with their statuses.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from channels.base import InboundMessage, Reply, Wire
 from common.clock import utcnow
 from gateway.config import Settings
 from gateway.db.models import Handoff
-from gateway.handoff import store
+from gateway.handoff import store, workorders
 from gateway.handoff.delivery import Delivery
 from gateway.inbound.responders import Answered, Responder
 from gateway.state import StateStore
@@ -69,7 +71,14 @@ class CitizenSide:
     delivery: Delivery
 
     def responders(self) -> list[Responder]:
-        return [self.handed_off, self.asks]
+        return [self.handed_off, self.asks, self.progress]
+
+    async def progress(self, message: InboundMessage, wire: Wire) -> Answered | None:
+        """ "我的投诉进度": the citizen's 12345 work orders and where each stands."""
+        if not workorders.asks_for_progress(normalize_text(message.text or "")):
+            return None
+        async with self.sessions() as db:
+            return Answered(message, [Reply(await workorders.progress(db, message.channel, message.sender))])
 
     async def handed_off(self, message: InboundMessage, wire: Wire) -> Answered | None:
         async with self.sessions() as db:

@@ -29,6 +29,7 @@ ACTIONS = (
     "handoff_transfer",
     "handoff_close",
     "handoff_reveal",
+    "workorder_status",
 )
 
 

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.handoff.responders import EMERGENCY, OFFER, RATED
+from gateway.handoff.workorders import NONE as NO_ORDERS
 from gateway.staff.tests.conftest import StaffClient, StaffGateway, running
 from intents.menu import SORRY
 from tests.fake_rasa import ECHO_PREFIX, FakeRasa
@@ -292,3 +293,50 @@ async def test_other_staff_cannot_read_the_inbox(inbox: StaffGateway, role_user:
     client = await inbox.signed_in(role_user)
     reply = await client.get("/api/staff/handoffs")
     assert reply.status == 403 and reply.body["code"] == "forbidden"
+
+
+async def test_a_work_order_moves_on_and_the_citizen_is_told_and_can_ask(inbox: StaffGateway) -> None:
+    citizen = Citizen(inbox)
+    await citizen.say("12路到哪了")
+    assert await citizen.say("我的投诉进度") == [NO_ORDERS]
+    (conversation,) = inbox.query("SELECT id, citizen_id FROM conversation ORDER BY started_at DESC LIMIT 1")
+    # As the bot's complaint service files it (intents/handlers/generic.py application; the real one
+    # is driven in tests/test_handoff.py).
+    inbox.execute(
+        "INSERT INTO application (ref, service_id, citizen_id, conversation_id, text, details, created_at, status)"
+        " VALUES ('SQ2612070001', 'complaint_12345', ?, ?, '楼下商贩占道经营', ?, ?, '受理')",
+        conversation["citizen_id"],
+        conversation["id"],
+        json.dumps({"submitted_at": "2026-12-07T10:00:00"}),
+        "2026-12-07 02:00:00.000000",
+    )
+    (told,) = await citizen.say("我的投诉进度")
+    assert "SQ2612070001 12345热线投诉建议：受理（12月7日提交）" in told
+
+    agent = await inbox.signed_in("agent1")
+    listed = await agent.get("/api/staff/workorders")
+    (order,) = [o for o in listed.body["workorders"] if o["ref"] == "SQ2612070001"]
+    assert order["status"] == "受理" and order["text"] == "楼下商贩占道经营" and citizen.session not in order["contact"]
+    path = f"/api/staff/workorders/{order['id']}/status"
+    no_team = await agent.post(path, {"status": "转办"})
+    assert no_team.status == 400 and "单位" in no_team.body["error"]
+    await citizen.open_page()
+    moved = await agent.post(path, {"status": "转办", "team": "城市管理局"})
+    assert moved.status == 200 and moved.body["workorder"]["status"] == "转办"
+    assert (
+        await citizen.pushed() == "您的12345热线投诉建议（受理编号SQ2612070001）有新进展：转办。已转给城市管理局办理。"
+    )
+    backwards = await agent.post(path, {"status": "受理"})
+    assert backwards.status == 409 and "往后" in backwards.body["error"]
+    done = await agent.post(path, {"status": "已办结", "note": "城管已清理占道摊点。"})
+    assert done.status == 200 and [h["status"] for h in done.body["workorder"]["history"]] == ["转办", "已办结"]
+    assert (await citizen.pushed()).endswith("已办结。城管已清理占道摊点。")
+    again = await agent.post(path, {"status": "已办结"})
+    assert again.status == 409 and again.body["code"] == "finished"
+    (told,) = await citizen.say("我的投诉处理得怎么样了")
+    assert "SQ2612070001" in told and "已办结" in told
+    assert [a["target"] for a in inbox.audit("workorder_status")] == [f"application:{order['id']}"] * 2
+    open_only = await agent.get("/api/staff/workorders")
+    assert "SQ2612070001" not in [o["ref"] for o in open_only.body["workorders"]]
+    assert citizen.ws is not None
+    await citizen.ws.close()

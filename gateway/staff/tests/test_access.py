@@ -52,6 +52,8 @@ ENDPOINTS = [
     ("POST", "/api/staff/handoffs/1/transfer", "/api/staff/handoffs/{id}/transfer", AGENTS),
     ("POST", "/api/staff/handoffs/1/close", "/api/staff/handoffs/{id}/close", AGENTS),
     ("POST", "/api/staff/handoffs/1/reveal", "/api/staff/handoffs/{id}/reveal", AGENTS),
+    ("GET", "/api/staff/workorders", "/api/staff/workorders", AGENTS),
+    ("POST", "/api/staff/workorders/1/status", "/api/staff/workorders/{id}/status", AGENTS),
 ]
 PUBLIC = [("POST", "/api/staff/login"), ("GET", "/api/staff/openapi.json")]
 IDS = [f"{method} {routed}" for method, _, routed, _ in ENDPOINTS]
