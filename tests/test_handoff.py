@@ -111,3 +111,29 @@ async def test_wechat_resident_reaches_a_person_through_the_customer_service_api
 
 async def _count(inbox: Callable[[], Awaitable[list[dict]]]) -> int:
     return len(await inbox())
+
+
+async def test_sms_complaint_becomes_a_work_order_whose_status_the_resident_can_ask(http, stack):
+    phone = Phone(http, stack)
+    agent = await agent_of(http, stack, "agent_orders")
+    asked = await phone.say("我要投诉，小区楼下商贩占道经营，人都走不过去")
+    assert "请确认提交" in asked and "12345热线投诉建议" in asked
+    filed = await phone.say("确认")
+    ref = re.search(r"受理编号 (SQ\d+)", filed)
+    assert ref and "我的投诉进度" in filed, filed
+    progress = await phone.say("我的投诉进度")
+    assert progress.startswith(SIGNATURE) and f"{ref.group(1)} 12345热线投诉建议：受理" in progress
+
+    listed = await agent.get("/api/staff/workorders")
+    order = next(o for o in listed.body["workorders"] if o["ref"] == ref.group(1))
+    assert order["channel_label"] == "短信" and phone.number not in order["contact"]
+    before = len(await phone.inbox())
+    moved = await agent.post(f"/api/staff/workorders/{order['id']}/status", {"status": "转办", "team": "城市管理局"})
+    assert moved.status == 200, moved.body
+    told = (await phone.wait_for(before + 1))[-1]["body"]
+    assert told.startswith(SIGNATURE) and f"受理编号{ref.group(1)}）有新进展：转办。已转给城市管理局办理。" in told
+    asked_again = await phone.say("我的投诉处理得怎么样了")
+    assert f"{ref.group(1)} 12345热线投诉建议：转办" in asked_again
+    by_ref = await phone.say(f"查询进度 {ref.group(1)}")  # the bot's own status service reads it too
+    assert "当前状态：转办" in by_ref
+    await agent.http.close()

@@ -1,7 +1,8 @@
 """The handoff in two real browsers (Chromium) against the running system: a citizen in the web chat
 page asks for a person; an agent in the staff console's 人工服务 view sees the waiting ticket with its
 clock, claims it, reads the whole conversation (the bot's turns too), answers from a canned reply; the
-answer appears live in the citizen's page; the agent closes, the citizen rates, and the bot is back."""
+answer appears live in the citizen's page; the agent closes, the citizen rates, and the bot is back.
+Then the citizen files a complaint with the bot, and the agent moves the 12345 work order on."""
 
 from __future__ import annotations
 
@@ -104,9 +105,25 @@ async def test_a_web_chat_citizen_and_an_agent_in_the_console(browser: Browser, 
     await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("回复1到5")
     await expect(agent.locator("#handoff-actions")).to_contain_text("已结束")
     await citizen_says(citizen, "5")
-    await expect(citizen.locator("#messages .msg.bot").last).to_have_text(RATED)
+    await expect(citizen.locator("#messages .msg.bot .text").last).to_have_text(RATED)
     await citizen_says(citizen, "14路公交车到哪了")
     await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("14路")
+
+    # A complaint becomes a 12345 work order in the same inbox; moving it on tells the citizen.
+    await citizen_says(citizen, "我要投诉，小区楼下商贩占道经营，人都走不过去")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("请确认提交")
+    await citizen_says(citizen, "确认")
+    filed = citizen.locator("#messages .msg.bot").last
+    await expect(filed).to_contain_text("受理编号")
+    ref = (await filed.inner_text()).split("受理编号 ")[1][:12]
+    await agent.goto(f"{stack.url}/staff/#/handoffs")
+    await agent.locator(f'[data-order="{ref}"]').click()
+    await agent.get_by_label("新状态").select_option("转办")
+    await agent.get_by_label("转办单位（转办时必填）").fill("城市管理局")
+    await agent.get_by_role("button", name="更新并通知居民").click()
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text(f"{ref}）有新进展：转办")
+    await expect(agent.locator(f'#workorders-table tr:has([data-order="{ref}"]) [data-status]')).to_have_text("转办")
+    assert await agent.evaluate(UNLABELLED) == []
     for page in (citizen, agent):
         await page.context.close()
     assert not errors, errors

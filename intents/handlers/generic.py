@@ -305,10 +305,13 @@ async def application(service: Service, ctx: Context) -> Answer:
         return refused.answer
     assert entry is not None  # the application's take never reports "full"
     lines = [f"已受理！受理编号 {entry.ref}", f"事项：{service.name}"]
+    if work_order:  # before the materials: on SMS the end of a long answer waits behind "更多"
+        lines.append(WORK_ORDER_NOTE)
     materials = next((r for r in ctx.table.records if r.id == "materials"), None) if "table" in service.params else None
     if materials is not None:
         lines += _details(materials)
-    lines.append(WORK_ORDER_NOTE if work_order else f"查询进度请发送“查询进度 {entry.ref}”。")
+    if not work_order:
+        lines.append(f"查询进度请发送“查询进度 {entry.ref}”。")
     return Answer("\n".join(lines))
 
 

@@ -1943,12 +1943,70 @@
       );
     };
     await load();
-    if (!mount(view, gen, el("div", { class: "view-head" }, el("h1", {}, "人工服务")), statsLine, waitingBox, mineBox)) return;
+    const orders = await workOrders(gen);
+    if (!mount(view, gen, el("div", { class: "view-head" }, el("h1", {}, "人工服务")), statsLine, waitingBox, mineBox, orders)) return;
     inboxFeed(gen, () => load().catch((err) => showError(err)));
     poll(gen, async () => {
       await load();
       return 10000;
     }, () => 10000);
+  }
+
+  // 12345 work orders: complaints and suggestions filed through the bot, moved on here; the citizen is
+  // told every change on the channel they filed from.
+  const WO_NEXT = ["转办", "办理中", "已办结"];
+
+  async function workOrders(gen) {
+    const box = el("section", { id: "workorders", "aria-labelledby": "workorders-title" });
+    const status = el("select", { id: "wo-status" }, WO_NEXT.map((v) => el("option", { value: v }, v)));
+    const team = el("input", { id: "wo-team", maxlength: 100 });
+    const note = el("textarea", { id: "wo-note", rows: 2, maxlength: BODY_MAX });
+    const picked = el("p", { id: "wo-picked", class: "hint" });
+    let chosen = null;
+    const form = el("form", { id: "wo-form", class: "stack", hidden: true }, picked, field("新状态", status),
+      field("转办单位（转办时必填）", team), field("告诉居民的话（可选）", note),
+      el("button", { type: "submit", class: "button primary" }, "更新并通知居民"));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearError();
+      const body = { status: status.value };
+      if (team.value.trim()) body.team = team.value;
+      if (note.value.trim()) body.note = note.value;
+      try {
+        await api("POST", `/workorders/${chosen.id}/status`, body);
+        team.value = "";
+        note.value = "";
+        form.hidden = true;
+        await load();
+      } catch (err) {
+        showError(err);
+      }
+    });
+    const holder = el("div");
+    const load = async () => {
+      const data = await api("GET", "/workorders");
+      if (gen !== state.gen) return;
+      fill(holder, table(
+        "12345工单",
+        [
+          ["受理编号", (o) => o.ref],
+          ["事项", (o) => o.service],
+          ["内容", (o) => o.text],
+          ["状态", (o) => el("span", { class: "status", dataset: { status: o.status } }, o.status)],
+          ["提交时间", (o) => fmtTime(o.submitted_at)],
+          ["", (o) => el("button", { type: "button", class: "button", "data-order": o.ref, onclick: () => {
+            chosen = o;
+            picked.textContent = `${o.ref} ${o.service}：现在是“${o.status}”`;
+            form.hidden = false;
+            status.focus();
+          } }, "更新状态")],
+        ],
+        data.workorders,
+        { empty: "没有未办结的工单", id: "workorders-table" },
+      ));
+    };
+    await load();
+    return fill(box, el("h2", { id: "workorders-title" }, "12345工单"), holder, form);
   }
 
   async function viewHandoff(view, gen, id) {
