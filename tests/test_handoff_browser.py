@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from gateway.db.models import StaffUser
 from gateway.handoff.responders import RATED
 from gateway.staff.passwords import hash_password
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, NO_HORIZONTAL_SCROLL, VIEWPORT, require_chromium
+from tests.browser import NO_HORIZONTAL_SCROLL, VIEWPORT, chromium
 from tests.stack import Stack
 from tests.test_console_browser import UNLABELLED, sign_in
 
@@ -29,11 +29,8 @@ CANNED = "您好，我是人工客服，请问有什么可以帮您？"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 def agent_account(stack: Stack) -> str:

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from channels.base import Outgoing, Reply
 from channels.webchat.handler import topic
+from gateway.db import conversations
 from gateway.db.models import Handoff, Message
 from gateway.outbound.refs import MessageRef
 from gateway.state import StateStore
@@ -42,20 +43,7 @@ class Delivery:
     async def tell(self, db: AsyncSession, to: Addressee, text: str) -> list[Message]:
         """Record the replies (committed with whatever db holds) and hand them on; returns the rows."""
         wire = self.wires[to.channel]
-        rendering = wire.render([Reply(text)])
-        status = "sent" if wire.answers_in_request else "queued"
-        rows = [
-            Message(
-                conversation_id=to.conversation_id,
-                direction="out",
-                channel=to.channel,
-                text=r.text,
-                buttons=r.buttons or None,
-                segments=r.segments,
-                status=status,
-            )
-            for r in rendering.messages
-        ]
+        rows = conversations.outbound_rows(wire, to.channel, to.conversation_id, wire.render([Reply(text)]))
         db.add_all(rows)
         await db.commit()  # recorded before it leaves: a crash cannot send what the log does not show
         for row in rows:

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway.db import conversations
 from gateway.db.models import Application, ChannelIdentity, Conversation
 from intents.handlers.generic import WORK_ORDER_OPENED
 from intents.runtime import city_tz
@@ -52,11 +53,7 @@ def asks_for_progress(text: str) -> bool:
 
 async def progress(db: AsyncSession, channel: str, address: str) -> str:
     """The citizen's latest work orders and their statuses, in their words."""
-    identity = (
-        await db.exec(
-            select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
-        )
-    ).first()
+    identity = await conversations.find_identity(db, channel, address)
     if identity is None:
         return NONE
     rows = (

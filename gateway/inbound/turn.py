@@ -129,22 +129,10 @@ class Turns:
                 replies = [Reply(BUSY)]
                 inbound.status, inbound.error = "bot_failed", str(exc)[:255]
         rendering = wire.render(replies) if replies else Rendering([])
-        # An answer in the request is sent by now; the others are queued in the same transaction.
-        status = "sent" if wire.answers_in_request else "queued"
         db.add(inbound)
-        rows = [
-            Message(
-                conversation_id=inbound.conversation_id,
-                direction="out",
-                channel=message.channel,
-                text=r.text,
-                buttons=r.buttons or None,
-                segments=r.segments,
-                status=status,
-                in_reply_to=inbound.id,
-            )
-            for r in rendering.messages
-        ]
+        rows = conversations.outbound_rows(
+            wire, message.channel, inbound.conversation_id, rendering, in_reply_to=inbound.id
+        )
         db.add_all(rows)
         await db.commit()
         return TurnResult(

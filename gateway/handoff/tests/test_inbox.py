@@ -63,14 +63,6 @@ def ticket_number(text: str) -> str:
 
 
 @pytest_asyncio.fixture
-async def rasa() -> AsyncIterator[FakeRasa]:
-    fake = FakeRasa()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture
 async def inbox(city_template: Path, tmp_path: Path, rasa: FakeRasa) -> AsyncIterator[StaffGateway]:
     async with running(city_template, tmp_path, rasa_url=rasa.url, handoff_hours=ALWAYS) as gateway:
         yield gateway
