@@ -119,10 +119,12 @@ async def _resources(app: web.Application):
             c.state, webchat_history, session_ids(settings, c.sessions), settings.forwarded_proxies
         )
         app.router.add_routes(webchat.routes(inbound))
-        assert c.messaging.delivery is not None
+        handoff = c.messaging.handoff
+        assert handoff is not None
+        await handoff.prime()
         inbox = [
-            *handoff_endpoints(settings, c.sessions, c.state, c.messaging.wires, c.messaging.delivery),
-            *WorkOrderApi(c.messaging.wires, c.messaging.delivery).endpoints(),
+            *handoff_endpoints(settings, c.sessions, c.state, c.messaging.wires, handoff.delivery),
+            *WorkOrderApi(c.messaging.wires, handoff.delivery).endpoints(),
         ]
         app.router.add_routes(staff_routes(settings, c.sessions, c.state, inbox))
         if (push := webpush_channel(settings, c.sessions)) is not None:

@@ -83,7 +83,7 @@ class Messaging:
     senders: dict[str, Sender]
     limiter: RateLimiter
     sessions: async_sessionmaker[AsyncSession] | None = None
-    delivery: Delivery | None = None
+    handoff: CitizenSide | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     _runners: list[Dispatcher | TurnRunner | BroadcastRunner] = field(default_factory=list)
 
@@ -128,7 +128,7 @@ class Messaging:
             senders(settings, state, sessions),
             create_limiter(settings.redis_url),
             sessions,
-            delivery,
+            handoff,
         )
 
     def dispatcher(self, consumer: str | None = None) -> Dispatcher:

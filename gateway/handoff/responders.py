@@ -56,6 +56,12 @@ SCAMS = re.compile(r"被骗|诈骗|骗子|骗钱")
 # The bot's replies that mean it did not understand (intents/menu.py: out_of_scope, did_you_mean).
 MISUNDERSTOOD = (SORRY, "没太明白您的意思")
 MISSES_TTL_S = 3600
+MARK_TTL_S = 30 * 24 * 3600  # a mark outlives any ticket; prime() sets them again at start
+
+
+def mark(channel: str, address: str) -> str:
+    """The state key saying this address has a ticket that takes its next message."""
+    return f"handoff:{channel}:{address}"
 
 
 def asks_for_person(text: str) -> bool:
@@ -81,12 +87,14 @@ class CitizenSide:
             return Answered(message, [Reply(await workorders.progress(db, message.channel, message.sender))])
 
     async def handed_off(self, message: InboundMessage, wire: Wire) -> Answered | None:
+        key = mark(message.channel, message.sender)
+        if await self.state.get_json(key) is None:
+            return None  # the common case, answered before the conversation queue without the database
         async with self.sessions() as db:
             handoff = await store.current(db, message.channel, message.sender)
-            if handoff is None:
-                return None
-            if handoff.status == "closed":  # waiting for a rating: a "1"–"5" is one, anything else is not
-                return await self._rating(db, handoff, message)
+            if handoff is None or handoff.status == "closed":
+                await self.state.release(key)  # a rating is taken or let go: one message either way
+                return None if handoff is None else await self._rating(db, handoff, message)
             if handoff.status == "waiting" and asks_for_person(message.text):
                 return Answered(message, [Reply(await self._still_waiting(db, handoff))])
             handoff.last_citizen_at = utcnow()
@@ -94,6 +102,14 @@ class CitizenSide:
             await db.commit()
             await self.delivery.announce("message", handoff, status=handoff.status, agent=handoff.agent_id)
         return Answered(message, [])  # recorded in the log the agent reads; no bot, no reply
+
+    async def prime(self) -> None:
+        """Mark the addresses of tickets that take the next message: the marks are a cache of the
+        database, which alone says who is handed off (an in-memory state starts empty after a restart)."""
+        async with self.sessions() as db:
+            tickets = await store.pending(db)
+        for handoff in tickets:
+            await self.state.set_json(mark(handoff.channel, handoff.address), handoff.id, MARK_TTL_S)
 
     async def asks(self, message: InboundMessage, wire: Wire) -> Answered | None:
         text = normalize_text(message.text or "")
@@ -112,6 +128,7 @@ class CitizenSide:
         """A new ticket for this address, and what the citizen is told about it."""
         async with self.sessions() as db:
             handoff = await store.open_handoff(db, message.channel, message.sender, reason)
+            await self.state.set_json(mark(message.channel, message.sender), handoff.id, MARK_TTL_S)
             told = await self._wait(db, handoff)
             await self.delivery.announce("waiting", handoff)
         return OPENED.format(number=handoff.number, wait=told)

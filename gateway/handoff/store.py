@@ -38,6 +38,15 @@ async def current(db: AsyncSession, channel: str, address: str) -> Handoff | Non
     return row
 
 
+async def pending(db: AsyncSession) -> list[Handoff]:
+    """Every ticket that still takes its citizen's next message: open, or closed and awaiting a rating."""
+    since = utcnow() - RATING_WINDOW
+    query = select(Handoff).where(
+        col(Handoff.status).in_(OPEN) | (col(Handoff.awaiting_rating) & (col(Handoff.closed_at) >= since))
+    )
+    return list((await db.exec(query)).all())
+
+
 async def open_handoff(db: AsyncSession, channel: str, address: str, reason: str) -> Handoff:
     """A new waiting ticket for this address's conversation (committed), numbered by day and id."""
     conversation = await conversations.open_conversation(db, channel, address)
