@@ -266,9 +266,7 @@ async def _room_for_application(db: AsyncSession, ctx: Context, service: Service
     await limits.hold(db, ctx)
     theirs = select(Application).where(limits.mine(ctx, Application), Application.service_id == service.id)
     open_ = [
-        a
-        for a in (await db.exec(theirs.order_by(col(Application.id)))).all()
-        if current_status(a, ctx.now) != CLOSED
+        a for a in (await db.exec(theirs.order_by(col(Application.id)))).all() if current_status(a, ctx.now) != CLOSED
     ]
     if len(open_) >= limits.OPEN_APPLICATIONS_PER_SERVICE:
         refs = "、".join(a.ref for a in open_)
