@@ -14,7 +14,7 @@ import aiohttp
 from sqlmodel import select
 from yarl import URL
 
-from gateway.db.models import StaffUser
+from gateway.db.models import HandoffEntry, StaffUser
 from gateway.handoff.responders import RATED
 from gateway.staff.passwords import hash_password
 from gateway.staff.tests.conftest import PASSWORD, StaffClient
@@ -137,3 +137,18 @@ async def test_sms_complaint_becomes_a_work_order_whose_status_the_resident_can_
     by_ref = await phone.say(f"查询进度 {ref.group(1)}")  # the bot's own status service reads it too
     assert "当前状态：转办" in by_ref
     await agent.http.close()
+
+
+async def test_two_agents_claiming_the_same_resident_at_once_one_wins(http, stack):
+    phone = Phone(http, stack)
+    one, two = await agent_of(http, stack, "agent_race1"), await agent_of(http, stack, "agent_race2")
+    handoff_id = await ticket_id(one, await phone.say("人工客服"))
+    claims = await asyncio.gather(*(a.post(f"/api/staff/handoffs/{handoff_id}/claim") for a in (one, two)))
+    assert sorted(c.status for c in claims) == [200, 409]
+    winner = next(c for c in claims if c.status == 200).body["handoff"]["agent_name"]
+    assert winner == "小王"
+    with stack.db() as db:
+        claimed = db.exec(select(HandoffEntry).where(HandoffEntry.handoff_id == handoff_id)).all()
+    assert [e.kind for e in claimed] == ["claim"]
+    for agent in (one, two):
+        await agent.http.close()

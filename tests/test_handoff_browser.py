@@ -1,8 +1,9 @@
 """The handoff in two real browsers (Chromium) against the running system: a citizen in the web chat
 page asks for a person; an agent in the staff console's 人工服务 view sees the waiting ticket with its
 clock, claims it, reads the whole conversation (the bot's turns too), answers from a canned reply; the
-answer appears live in the citizen's page; the agent closes, the citizen rates, and the bot is back.
-Then the citizen files a complaint with the bot, and the agent moves the 12345 work order on."""
+answer appears live in the citizen's page; the agent transfers it to a team, claims it again and
+closes; the citizen rates, and the bot is back. Then the citizen files a complaint with the bot, and
+the agent moves the 12345 work order on."""
 
 from __future__ import annotations
 
@@ -95,6 +96,14 @@ async def test_a_web_chat_citizen_and_an_agent_in_the_console(browser: Browser, 
     await expect(transcript.locator('[data-kind="agent"]').last).to_contain_text(CANNED)
     assert await agent.evaluate(UNLABELLED) == []
     assert await agent.evaluate(NO_HORIZONTAL_SCROLL)
+
+    # Transferred to the general desk it waits again; claimed again, the transfer shows in the log.
+    await agent.locator("#transfer-to").select_option("team:general")
+    await agent.get_by_role("button", name="转交", exact=True).click()
+    await expect(agent).to_have_url(f"{stack.url}/staff/#/handoffs")
+    await agent.locator(f'[data-claim="{number}"]').click()
+    await expect(agent.locator("#handoff-head h1")).to_have_text(f"工单 {number}")
+    await expect(transcript.locator('[data-kind="transfer"]')).to_contain_text("转给综合组")
 
     await agent.locator("#close-category").select_option("求助")
     await agent.locator("#close-resolution").fill("已报路灯管理所维修")

@@ -48,14 +48,17 @@ ASKS = re.compile(
     r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|人工坐席|找真人|真人客服|找客服|转客服|要客服"
 )
 ALONE = {"人工", "真人", "客服", "人工!", "人工?"}
+# Something happening now (these answer instead of the bot, so words that also fit an ordinary
+# question — 出血, 受伤 alone, 交通事故认定 — are left out: the bot answers those).
 EMERGENCIES = re.compile(
-    r"着火|失火|起火|火灾|冒烟了|煤气泄漏|燃气泄漏|车祸|撞车|撞人|被撞|出事故|交通事故|受伤|流血|出血|晕倒|昏迷|"
-    r"不省人事|救命|没呼吸|溺水|触电|抢劫|打人|打架|砍人"
+    r"着火|失火|起火了|冒烟了|煤气泄漏|燃气泄漏|天然气泄漏|车祸|撞车了|被车撞|撞人了|出事故了|受伤了|流血了|"
+    r"晕倒|昏倒|昏迷|不省人事|救命|没呼吸|没气了|溺水|落水了|触电|抢劫|被人打|打架|砍人|行凶|跳楼"
 )
-SCAMS = re.compile(r"被骗|诈骗|骗子|骗钱")
+SCAMS = re.compile(r"被骗|遇到骗子|(让|叫|要)我转账|安全账户|刷单返")
 # The bot's replies that mean it did not understand (intents/menu.py: out_of_scope, did_you_mean).
 MISUNDERSTOOD = (SORRY, "没太明白您的意思")
 MISSES_TTL_S = 3600
+RATINGS = {**{str(n): n for n in range(1, 6)}, **{w: n for n, w in enumerate("一二三四五", 1)}}
 MARK_TTL_S = 30 * 24 * 3600  # a mark outlives any ticket; prime() sets them again at start
 
 
@@ -144,14 +147,12 @@ class CitizenSide:
         return [*replies, Reply(OFFER)] if misses >= 2 else replies
 
     async def _rating(self, db: AsyncSession, handoff: Handoff, message: InboundMessage) -> Answered | None:
-        text = normalize_text(message.text or "").rstrip("分星。.! ")
+        rating = RATINGS.get(normalize_text(message.text or "").rstrip("分星颗。.!！ "))
         handoff.awaiting_rating = False
-        rated = text in ("1", "2", "3", "4", "5")
-        if rated:
-            handoff.rating = int(text)
+        handoff.rating = rating
         db.add(handoff)
         await db.commit()
-        return Answered(message, [Reply(RATED)]) if rated else None
+        return None if rating is None else Answered(message, [Reply(RATED)])
 
     async def _still_waiting(self, db: AsyncSession, handoff: Handoff) -> str:
         return STILL_WAITING.format(number=handoff.number, wait=await self._wait(db, handoff))

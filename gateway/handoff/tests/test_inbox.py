@@ -113,7 +113,7 @@ async def test_a_citizen_asks_for_a_person_an_agent_answers_closes_and_the_bot_i
     )
     assert closed.status == 200 and closed.body["handoff"]["status"] == "closed"
     assert "回复1到5" in await citizen.pushed()
-    assert await citizen.say("5") == [RATED]
+    assert await citizen.say("五星") == [RATED]
     assert await citizen.say("14路到哪了") == [f"{ECHO_PREFIX}14路到哪了"]  # the bot answers again
     row = inbox.query("SELECT rating, category, resolution, agent_id FROM handoff WHERE number = ?", number)[0]
     assert row == {
@@ -267,6 +267,9 @@ async def test_an_emergency_first_gets_the_numbers_then_the_offer(inbox: StaffGa
     assert inbox.query("SELECT id FROM handoff") == []  # offered, not opened
     (told,) = await Citizen(inbox).say("有人打电话说我银行卡冻结了让我转账，是不是诈骗")
     assert "96110" in told and "转人工" in told
+    # An ordinary question with a word of the kind is the bot's: 牙龈出血 is a clinic, not an ambulance.
+    assert await Citizen(inbox).say("牙龈出血挂哪个科") == [f"{ECHO_PREFIX}牙龈出血挂哪个科"]
+    assert await Citizen(inbox).say("拨打人社局电话") == [f"{ECHO_PREFIX}拨打人社局电话"]
 
 
 async def test_two_misunderstandings_in_a_row_offer_a_person(inbox: StaffGateway, rasa: FakeRasa) -> None:
