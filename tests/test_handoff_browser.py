@@ -55,7 +55,7 @@ async def new_page(browser: Browser, errors: list[str]) -> Page:
 async def citizen_says(page: Page, text: str) -> None:
     await page.locator("#input").fill(text)
     await page.locator("#input").press("Enter")
-    await expect(page.locator("#messages .msg.user .text").last).to_have_text(text)
+    await expect(page.locator("#messages .msg.user .text").last).to_have_text(text, timeout=TIMEOUT_MS)
 
 
 async def test_a_web_chat_citizen_and_an_agent_in_the_console(browser: Browser, stacks) -> None:
@@ -65,70 +65,74 @@ async def test_a_web_chat_citizen_and_an_agent_in_the_console(browser: Browser, 
     citizen, agent = await new_page(browser, errors), await new_page(browser, errors)
 
     await citizen.goto(stack.url + "/")
-    await expect(citizen.locator("#status")).to_have_text("已连接")
+    await expect(citizen.locator("#status")).to_have_text("已连接", timeout=TIMEOUT_MS)
     await citizen_says(citizen, "12路公交车到哪了")
-    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("12路")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("12路", timeout=TIMEOUT_MS)
     await citizen_says(citizen, "转人工")
     told = citizen.locator("#messages .msg.bot").last
-    await expect(told).to_contain_text("工单号")
+    await expect(told).to_contain_text("工单号", timeout=TIMEOUT_MS)
     number = (await told.inner_text()).split("工单号")[1][:10]
 
     await agent.goto(stack.url + "/staff/")
-    await expect(agent.locator("body")).to_have_attribute("data-ready", "1")
+    await expect(agent.locator("body")).to_have_attribute("data-ready", "1", timeout=TIMEOUT_MS)
     await sign_in(agent, username, PASSWORD)
-    await expect(agent).to_have_url(f"{stack.url}/staff/#/handoffs")  # an agent's home is the inbox
+    await expect(agent).to_have_url(f"{stack.url}/staff/#/handoffs", timeout=TIMEOUT_MS)  # an agent's home: the inbox
     claim = agent.locator(f'[data-claim="{number}"]')
-    await expect(claim).to_be_visible()
+    await expect(claim).to_be_visible(timeout=TIMEOUT_MS)
     row = agent.locator("#waiting-table tr", has=claim)
-    await expect(row.locator(".sla")).to_have_attribute("data-sla", "green")
+    await expect(row.locator(".sla")).to_have_attribute("data-sla", "green", timeout=TIMEOUT_MS)
     await claim.click()
-    await expect(agent.locator("#handoff-head h1")).to_have_text(f"工单 {number}")
+    await expect(agent.locator("#handoff-head h1")).to_have_text(f"工单 {number}", timeout=TIMEOUT_MS)
     transcript = agent.locator("#transcript")
-    await expect(transcript.locator('[data-kind="in"]').first).to_contain_text("12路公交车到哪了")
-    await expect(transcript.locator('[data-kind="out"]').first).to_contain_text("12路")  # the bot's turn
+    await expect(transcript.locator('[data-kind="in"]').first).to_contain_text("12路公交车到哪了", timeout=TIMEOUT_MS)
+    await expect(transcript.locator('[data-kind="out"]').first).to_contain_text("12路", timeout=TIMEOUT_MS)  # the bot's
 
     await citizen_says(citizen, "我家门口的路灯坏了")
-    await expect(transcript.locator('[data-kind="in"]').last).to_contain_text("我家门口的路灯坏了")  # live
+    await expect(transcript.locator('[data-kind="in"]').last).to_contain_text("我家门口的路灯坏了", timeout=TIMEOUT_MS)
     await agent.locator("#canned").select_option(CANNED)
-    await expect(agent.locator("#reply-text")).to_have_value(CANNED)
+    await expect(agent.locator("#reply-text")).to_have_value(CANNED, timeout=TIMEOUT_MS)
     await agent.get_by_role("button", name="发送").click()
-    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text(CANNED)
-    await expect(transcript.locator('[data-kind="agent"]').last).to_contain_text(CANNED)
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text(CANNED, timeout=TIMEOUT_MS)
+    await expect(transcript.locator('[data-kind="agent"]').last).to_contain_text(CANNED, timeout=TIMEOUT_MS)
     assert await agent.evaluate(UNLABELLED) == []
     assert await agent.evaluate(NO_HORIZONTAL_SCROLL)
 
     # Transferred to the general desk it waits again; claimed again, the transfer shows in the log.
     await agent.locator("#transfer-to").select_option("team:general")
     await agent.get_by_role("button", name="转交", exact=True).click()
-    await expect(agent).to_have_url(f"{stack.url}/staff/#/handoffs")
+    await expect(agent).to_have_url(f"{stack.url}/staff/#/handoffs", timeout=TIMEOUT_MS)
     await agent.locator(f'[data-claim="{number}"]').click()
-    await expect(agent.locator("#handoff-head h1")).to_have_text(f"工单 {number}")
-    await expect(transcript.locator('[data-kind="transfer"]')).to_contain_text("转给综合组")
+    await expect(agent.locator("#handoff-head h1")).to_have_text(f"工单 {number}", timeout=TIMEOUT_MS)
+    await expect(transcript.locator('[data-kind="transfer"]')).to_contain_text("转给综合组", timeout=TIMEOUT_MS)
 
     await agent.locator("#close-category").select_option("求助")
     await agent.locator("#close-resolution").fill("已报路灯管理所维修")
     await agent.get_by_role("button", name="结束服务").click()
-    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("回复1到5")
-    await expect(agent.locator("#handoff-actions")).to_contain_text("已结束")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("回复1到5", timeout=TIMEOUT_MS)
+    await expect(agent.locator("#handoff-actions")).to_contain_text("已结束", timeout=TIMEOUT_MS)
     await citizen_says(citizen, "5")
-    await expect(citizen.locator("#messages .msg.bot .text").last).to_have_text(RATED)
+    await expect(citizen.locator("#messages .msg.bot .text").last).to_have_text(RATED, timeout=TIMEOUT_MS)
     await citizen_says(citizen, "14路公交车到哪了")
-    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("14路")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("14路", timeout=TIMEOUT_MS)
 
     # A complaint becomes a 12345 work order in the same inbox; moving it on tells the citizen.
     await citizen_says(citizen, "我要投诉，小区楼下商贩占道经营，人都走不过去")
-    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("请确认提交")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text("请确认提交", timeout=TIMEOUT_MS)
     await citizen_says(citizen, "确认")
     filed = citizen.locator("#messages .msg.bot").last
-    await expect(filed).to_contain_text("受理编号")
+    await expect(filed).to_contain_text("受理编号", timeout=TIMEOUT_MS)
     ref = (await filed.inner_text()).split("受理编号 ")[1][:12]
     await agent.goto(f"{stack.url}/staff/#/handoffs")
     await agent.locator(f'[data-order="{ref}"]').click()
     await agent.get_by_label("新状态").select_option("转办")
     await agent.get_by_label("转办单位（转办时必填）").fill("城市管理局")
     await agent.get_by_role("button", name="更新并通知居民").click()
-    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text(f"{ref}）有新进展：转办")
-    await expect(agent.locator(f'#workorders-table tr:has([data-order="{ref}"]) [data-status]')).to_have_text("转办")
+    await expect(citizen.locator("#messages .msg.bot").last).to_contain_text(
+        f"{ref}）有新进展：转办", timeout=TIMEOUT_MS
+    )
+    await expect(agent.locator(f'#workorders-table tr:has([data-order="{ref}"]) [data-status]')).to_have_text(
+        "转办", timeout=TIMEOUT_MS
+    )
     assert await agent.evaluate(UNLABELLED) == []
     for page in (citizen, agent):
         await page.context.close()

@@ -43,11 +43,12 @@ SCAM = "如果正在被骗，请马上停止转账，打110报警或打反诈专
 OFFER_AFTER_EMERGENCY = "需要人工客服帮您，请回复“转人工”。"
 
 # What residents write when they want a person (read on the normalised text: traditional and
-# full-width forms are folded already). A whole short message "人工"/"真人"/"客服" counts too.
+# full-width forms are folded already; 专人工 is the pinyin slip of 转人工). A whole short message
+# "人工"/"真人"/"客服" counts too.
 ASKS = re.compile(
-    r"转人工|人工客服|人工服务|找人工|要人工|接人工|转接人工|人工坐席|找真人|真人客服|找客服|转客服|要客服"
+    r"[转专]人工|人工客服|人工服务|人工坐席|人工接待|[找要接]人工|[找要转]真人|找个真人|真人客服|真人服务|[找转要]客服"
 )
-ALONE = {"人工", "真人", "客服", "人工!", "人工?"}
+ALONE = {"人工", "真人", "客服"}
 # Something happening now (these answer instead of the bot, so words that also fit an ordinary
 # question — 出血, 受伤 alone, 交通事故认定 — are left out: the bot answers those).
 EMERGENCIES = re.compile(
