@@ -59,8 +59,13 @@ SCAMS = re.compile(r"被骗|遇到骗子|(让|叫|要)我转账|安全账户|刷
 # The bot's replies that mean it did not understand (intents/menu.py: out_of_scope, did_you_mean).
 MISUNDERSTOOD = (SORRY, "没太明白您的意思")
 MISSES_TTL_S = 3600
+OFFERED_TTL_S = 600  # "转人工" this soon after our offer takes it up
 RATINGS = {**{str(n): n for n in range(1, 6)}, **{w: n for n, w in enumerate("一二三四五", 1)}}
 MARK_TTL_S = 30 * 24 * 3600  # a mark outlives any ticket; prime() sets them again at start
+
+
+def _key(kind: str, message: InboundMessage) -> str:
+    return f"{kind}:{message.channel}:{message.sender}"
 
 
 def mark(channel: str, address: str) -> str:
@@ -117,14 +122,18 @@ class CitizenSide:
 
     async def asks(self, message: InboundMessage, wire: Wire) -> Answered | None:
         text = normalize_text(message.text or "")
+        offered = _key("offered", message)
         if asks_for_person(text):
-            return Answered(message, [Reply(await self.open(message, "asked"))])
+            # Why the citizen asked: the console shows "紧急情况" or "机器人未听懂" after our offer.
+            reason = await self.state.get_json(offered) or "asked"
+            return Answered(message, [Reply(await self.open(message, reason))])
         lines = []
         if EMERGENCIES.search(text):
             lines.append(EMERGENCY)
         if SCAMS.search(text):
             lines.append(SCAM)
         if lines:
+            await self.state.set_json(offered, "emergency", OFFERED_TTL_S)
             return Answered(message, [Reply("\n".join([*lines, OFFER_AFTER_EMERGENCY]))])
         return None
 
@@ -139,13 +148,17 @@ class CitizenSide:
 
     async def after_bot(self, message: InboundMessage, replies: list[Reply]) -> list[Reply]:
         """Two misunderstandings in a row: the second one offers a person."""
-        key = f"misses:{message.channel}:{message.sender}"
+        key = _key("misses", message)
         if not any(r.text.startswith(MISUNDERSTOOD) for r in replies):
-            await self.state.set_json(key, 0, MISSES_TTL_S)
+            await self.state.release(key)
             return replies
         misses = int(await self.state.get_json(key) or 0) + 1
-        await self.state.set_json(key, 0 if misses >= 2 else misses, MISSES_TTL_S)
-        return [*replies, Reply(OFFER)] if misses >= 2 else replies
+        if misses < 2:
+            await self.state.set_json(key, misses, MISSES_TTL_S)
+            return replies
+        await self.state.release(key)
+        await self.state.set_json(_key("offered", message), "misunderstood", OFFERED_TTL_S)
+        return [*replies, Reply(OFFER)]
 
     async def _rating(self, db: AsyncSession, handoff: Handoff, message: InboundMessage) -> Answered | None:
         rating = RATINGS.get(normalize_text(message.text or "").rstrip("分星颗。.!！ "))

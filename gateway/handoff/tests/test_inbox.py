@@ -262,9 +262,12 @@ async def read_events(stream: aiohttp.ClientResponse, count: int) -> list[tuple[
 
 
 async def test_an_emergency_first_gets_the_numbers_then_the_offer(inbox: StaffGateway) -> None:
-    (told,) = await Citizen(inbox).say("楼下着火了 有人受伤")
+    citizen = Citizen(inbox)
+    (told,) = await citizen.say("楼下着火了 有人受伤")
     assert told.startswith(EMERGENCY) and "119" in told and "120" in told and "转人工" in told
     assert inbox.query("SELECT id FROM handoff") == []  # offered, not opened
+    await citizen.say("转人工")
+    assert inbox.query("SELECT reason FROM handoff") == [{"reason": "emergency"}]
     (told,) = await Citizen(inbox).say("有人打电话说我银行卡冻结了让我转账，是不是诈骗")
     assert "96110" in told and "转人工" in told
     # An ordinary question with a word of the kind is the bot's: 牙龈出血 is a clinic, not an ambulance.
@@ -281,6 +284,11 @@ async def test_two_misunderstandings_in_a_row_offer_a_person(inbox: StaffGateway
     assert OFFER not in await citizen.say("12路")
     rasa.answer_raw([{"recipient_id": "x", "text": f"{SORRY}我可以帮您办理公交、医疗…"}])
     assert OFFER not in await citizen.say("唉")  # one miss after an answer is only one
+    assert OFFER in await citizen.say("哎呀")
+    await citizen.say("转人工")  # taking the offer up: the agent sees why
+    agent = await inbox.signed_in("agent1")
+    (waiting,) = (await agent.get("/api/staff/handoffs")).body["handoffs"]
+    assert waiting["reason"] == "misunderstood"
 
 
 @pytest.mark.parametrize("role_user", ["viewer", "sender", "teacher1"])
