@@ -23,7 +23,7 @@ from channels.wechat.handler import WeChatChannel
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
-from gateway.handoff.api import handoff_endpoints
+from gateway.handoff.api import HandoffApi
 from gateway.handoff.workorders_api import WorkOrderApi
 from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
@@ -122,11 +122,10 @@ async def _resources(app: web.Application):
         handoff = c.messaging.handoff
         assert handoff is not None
         await handoff.prime()
-        inbox = [
-            *handoff_endpoints(settings, c.sessions, c.state, c.messaging.wires, handoff.delivery),
-            *WorkOrderApi(c.messaging.wires, handoff.delivery).endpoints(),
-        ]
-        app.router.add_routes(staff_routes(settings, c.sessions, c.state, inbox))
+        inbox = HandoffApi(settings, c.sessions, c.state, c.messaging.wires, handoff.delivery)
+        app.on_shutdown.append(inbox.end_streams)
+        more = [*inbox.endpoints(), *WorkOrderApi(c.messaging.wires, handoff.delivery).endpoints()]
+        app.router.add_routes(staff_routes(settings, c.sessions, c.state, more))
         if (push := webpush_channel(settings, c.sessions)) is not None:
             app.router.add_routes(push.routes())
         if settings.twilio_auth_token:

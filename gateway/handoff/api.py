@@ -8,6 +8,7 @@ The live feed is server-sent events of new waiting tickets and citizens' message
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -27,6 +28,7 @@ from gateway.staff.api import PREFIX, Ctx, out
 from gateway.staff.errors import ApiError, not_found
 from gateway.staff.openapi import Endpoint
 from gateway.state import StateStore
+from gateway.state.base import Subscription
 from gateway.wires import Wires
 from intents.services import catalogue
 
@@ -50,6 +52,7 @@ class HandoffApi:
         delivery: Delivery,
     ) -> None:
         self.settings, self.sessions, self.state, self.wires, self.delivery = settings, sessions, state, wires, delivery
+        self._stopping = asyncio.Event()
 
     def endpoints(self) -> list[Endpoint]:
         P, E = f"{PREFIX}/handoffs", Endpoint
@@ -217,18 +220,37 @@ class HandoffApi:
         staff_id = ctx.me.id
         async with self.state.subscribe(FEED) as subscription:
             await response.write(b": ready\n\n")  # the console knows the stream is open
-            while True:
-                try:
-                    event = await subscription.get(timeout=PING_S)
+            while (event := await self._next(subscription)) is not None:
+                if event:
                     chunk = f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
-                except TimeoutError:
+                else:
                     chunk = ": ping\n\n"
                     await self._ping(staff_id)
                 try:
                     await response.write(chunk.encode())
                 except (ConnectionResetError, RuntimeError):  # the console went away
                     break
+        await response.write_eof()
         return response
+
+    async def _next(self, subscription: Subscription) -> dict[str, Any] | None:
+        """The feed's next event; {} when it was quiet for PING_S; None when the gateway stops."""
+        getter = asyncio.ensure_future(subscription.get(timeout=PING_S))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        done, pending = await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if getter not in done:
+            return None
+        try:
+            return getter.result()
+        except TimeoutError:
+            return {}
+
+    async def end_streams(self, _app: web.Application) -> None:
+        """On shutdown: an open stream would hold the server's graceful stop for minutes (the
+        consoles' EventSource reconnects to whichever gateway answers next)."""
+        self._stopping.set()
 
     # --- acting -------------------------------------------------------------------------------
 
@@ -385,9 +407,3 @@ class HandoffApi:
 
 def _target(handoff: Handoff) -> str:
     return f"handoff:{handoff.id}"
-
-
-def handoff_endpoints(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], state: StateStore, wires: Wires, delivery: Delivery
-) -> list[Endpoint]:
-    return HandoffApi(settings, sessions, state, wires, delivery).endpoints()

@@ -343,3 +343,14 @@ async def test_a_work_order_moves_on_and_the_citizen_is_told_and_can_ask(inbox: 
     assert "SQ2612070001" not in [o["ref"] for o in open_only.body["workorders"]]
     assert citizen.ws is not None
     await citizen.ws.close()
+
+
+async def test_an_open_console_does_not_hold_the_gateway_stopping(city_template: Path, tmp_path: Path) -> None:
+    # Without ending the event streams on shutdown, aiohttp's graceful stop waited for them: minutes.
+    async with running(city_template, tmp_path) as gw:
+        agent = await gw.signed_in("agent1")
+        stream = await agent.http.get(gw.server.make_url("/api/staff/handoffs/stream"))
+        assert await stream.content.readline() == b": ready\n"
+        await asyncio.wait_for(gw.server.close(), 30)  # a hang, not a speed: it took 120 s before
+        # The rest of the ready block, then the end: the stream was finished, not cut.
+        assert await asyncio.wait_for(stream.content.read(), 5) == b"\n"
