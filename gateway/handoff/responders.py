@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import time
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,7 +35,11 @@ OPENED = "已为您转人工客服，工单号{number}。{wait}请直接发送�
 WAIT = "前面还有{ahead}位，预计等待约{minutes}分钟。"
 NEXT = "马上为您接通。"
 NOBODY = "现在客服都不在线，您的留言会记下，客服上线后第一时间回复您。"
-CLOSED_HOURS = "人工服务时间为每天北京时间{opens}到{closes}，现在不在服务时间。您的留言会记下，客服{when}（北京时间）上班后回复您。"
+# Residents also speak in 新疆时间 (two hours behind Beijing time): both clocks, so nobody waits wrongly.
+CLOSED_HOURS = (
+    "人工服务时间为每天北京时间{opens}到{closes}（新疆时间{xj_opens}到{xj_closes}），现在不在服务时间。"
+    "您的留言会记下，客服{when}（北京时间）上班后回复您。"
+)
 STILL_WAITING = "您已在排队等人工客服，工单号{number}。{wait}有什么问题可以先发过来。"
 RATED = "谢谢您的评价！以后有问题直接发消息就行，需要人工请回复“转人工”。"
 OFFER = "我好像没弄明白您的意思。需要人工客服帮您吗？请回复“转人工”。"
@@ -62,6 +67,10 @@ MISSES_TTL_S = 3600
 OFFERED_TTL_S = 600  # "转人工" this soon after our offer takes it up
 RATINGS = {**{str(n): n for n in range(1, 6)}, **{w: n for n, w in enumerate("一二三四五", 1)}}
 MARK_TTL_S = 30 * 24 * 3600  # a mark outlives any ticket; prime() sets them again at start
+
+
+def _xinjiang(beijing: time) -> str:
+    return f"{(beijing.hour - 2) % 24}:{beijing.minute:02d}"
 
 
 def _key(kind: str, message: InboundMessage) -> str:
@@ -175,7 +184,13 @@ class CitizenSide:
         if not store.answering(self.settings):
             opens, closes = store.hours(self.settings)
             when = store.next_opening(self.settings)
-            return CLOSED_HOURS.format(opens=f"{opens:%H:%M}", closes=f"{closes:%H:%M}", when=when)
+            return CLOSED_HOURS.format(
+                opens=f"{opens:%H:%M}",
+                closes=f"{closes:%H:%M}",
+                xj_opens=_xinjiang(opens),
+                xj_closes=_xinjiang(closes),
+                when=when,
+            )
         found = await store.queue(db, before_id=handoff.id)
         if found.agents_online == 0:
             return NOBODY

@@ -151,6 +151,7 @@ async def test_out_of_hours_the_citizen_is_told_when_someone_answers(
     async with running(city_template, tmp_path, rasa_url=rasa.url, handoff_hours="00:00-00:00") as gw:
         (told,) = await Citizen(gw).say("轉人工")  # traditional characters from a relative's phone
         assert "工单号" in told and "不在服务时间" in told and "明天00:00" in told
+        assert "北京时间00:00到00:00（新疆时间22:00到22:00）" in told  # both of the city's clocks
 
 
 async def test_two_agents_claiming_at_once_exactly_one_wins(inbox: StaffGateway) -> None:
