@@ -763,7 +763,7 @@ async def test_admin_manages_users_and_reads_the_audit_log(browser: Browser, wor
     newcomer = f"newcomer_{RUN}"
     async with console(browser, stack, world.staff["admin"]) as page:
         nav = await page.locator("#nav a").all_inner_texts()
-        assert nav == ["广播列表", "新建广播", "学校通知", "新建通知", "用户管理", "审计日志"], nav
+        assert nav == ["广播列表", "新建广播", "学校通知", "新建通知", "人工服务", "用户管理", "审计日志"], nav
         await page.get_by_role("link", name="用户管理").click()
         await expect(page.locator("#users-table")).to_contain_text(world.staff["viewer"])
         assert await page.evaluate(UNLABELLED) == [], "every form control has a label"
