@@ -25,6 +25,8 @@ from common import trace
 from gateway.config import Settings
 from gateway.db import conversations
 from gateway.db.engine import async_engine, session_factory
+from gateway.handoff.api import HandoffApi
+from gateway.handoff.workorders_api import WorkOrderApi
 from gateway.inbound.bridge import CircuitBreaker, RasaBridge
 from gateway.inbound.turn import Turns
 from gateway.messaging import Messaging
@@ -128,7 +130,13 @@ async def _resources(app: web.Application):
             c.state, webchat_history, session_ids(settings, c.sessions), settings.forwarded_proxies
         )
         app.router.add_routes(webchat.routes(inbound))
-        app.router.add_routes(staff_routes(settings, c.sessions, c.state))
+        handoff = c.messaging.handoff
+        assert handoff is not None
+        await handoff.prime()
+        inbox = HandoffApi(settings, c.sessions, c.state, c.messaging.wires, handoff.delivery)
+        app.on_shutdown.append(inbox.end_streams)
+        more = [*inbox.endpoints(), *WorkOrderApi(c.messaging.wires, handoff.delivery).endpoints()]
+        app.router.add_routes(staff_routes(settings, c.sessions, c.state, more))
         queues: dict[str, OutboundQueue[Any]] = {"outbound": c.messaging.outbox, "inbox": c.messaging.inbox}
         app.router.add_routes(Scrape(settings.metrics_token, c.bridge, queues, c.sessions).routes())
         if (push := webpush_channel(settings, c.sessions)) is not None:

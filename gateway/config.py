@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     rate_limit_per_address_per_minute: int = 120
     dedupe_ttl_s: int = 7 * 24 * 3600
     history_limit: int = 50
+    # A person when the bot is not enough (gateway/handoff): agents answer in these hours, Beijing time
+    # (the city's official clock); outside them, or with no agent online, the citizen is told when.
+    handoff_hours: str = "10:00-19:30"
+    handoff_minutes_per_citizen: int = 4  # for the expected wait told to a citizen who asks for a person
+    handoff_sla_s: tuple[int, int] = (120, 300)  # waiting this long turns the console's clock amber, then red
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"  # json: one object a line, with the trace id of the message handled
     # GET /metrics needs `Authorization: Bearer <this>`; unset, only loopback clients may scrape.

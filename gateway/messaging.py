@@ -24,6 +24,8 @@ from channels.wechat.api import WeChatApi, WeChatSender
 from channels.wechat.wire import CHANNEL as WECHAT
 from gateway.broadcast.runner import BroadcastRunner
 from gateway.config import Settings
+from gateway.handoff.delivery import Delivery
+from gateway.handoff.responders import CitizenSide
 from gateway.inbound.binding import Binding
 from gateway.inbound.inbox import InboxEntry, Intake, Seen, TurnRunner
 from gateway.inbound.path import Inbound
@@ -81,6 +83,7 @@ class Messaging:
     senders: dict[str, Sender]
     limiter: RateLimiter
     sessions: async_sessionmaker[AsyncSession] | None = None
+    handoff: CitizenSide | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     _runners: list[Dispatcher | TurnRunner | BroadcastRunner] = field(default_factory=list)
 
@@ -107,7 +110,10 @@ class Messaging:
         binding = Binding(settings, sessions, state, outbox.add, channels.phone)
         schools = Schools(settings, sessions, state, outbox.add, channels)
         memory, seen = MenuMemory(state), Seen(state, settings.dedupe_ttl_s)
-        steps = responders(binding, schools, memory, deliveries.set_sms_opt_out)
+        delivery = Delivery(channels, outbox.add, state)
+        handoff = CitizenSide(settings, sessions, state, delivery)
+        turns.after_bot = handoff.after_bot
+        steps = responders(binding, schools, memory, deliveries.set_sms_opt_out, handoff.responders())
         inbound = Inbound(channels, seen, turns, steps, memory, outbox.add)
         intake = Intake(seen, inbox, deliveries.status)
         return cls(
@@ -122,6 +128,7 @@ class Messaging:
             senders(settings, state, sessions),
             create_limiter(settings.redis_url),
             sessions,
+            handoff,
         )
 
     def dispatcher(self, consumer: str | None = None) -> Dispatcher:

@@ -3,9 +3,12 @@ size. Playwright never downloads a browser here."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -25,3 +28,13 @@ def require_chromium() -> None:
     """`make test` installs Debian's Chromium; without it these tests fail rather than hide the gap."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install -y chromium)")
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, launched headless for one fixture's lifetime."""
+    require_chromium()
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        await browser.close()

@@ -770,6 +770,7 @@ async def test_admin_manages_users_and_reads_the_audit_log(browser: Browser, wor
             "新建通知",
             "数据看板",
             "未解答问题",
+            "人工服务",
             "用户管理",
             "审计日志",
         ], nav

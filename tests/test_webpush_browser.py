@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from channels.webpush.vapid import generate_private_key_pem
 from channels.webpush.wire import push_payload
@@ -39,7 +39,7 @@ from gateway.db.engine import async_engine, session_factory
 from gateway.db.models import StaffUser
 from gateway.staff.passwords import hash_password
 from providers.webpush_api import LocalWebPush
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, require_chromium
+from tests.browser import VIEWPORT, chromium
 from tests.fake_rasa import FakeRasa, Gateway, running_gateway
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
@@ -92,11 +92,8 @@ async def gateway(template: Path, tmp_path: Path, rasa: FakeRasa, push: LocalWeb
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    require_chromium()
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 def url_of(gateway: Gateway) -> str:

@@ -10,18 +10,40 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import Wire
+from channels.base import Rendering, Wire
 from gateway.db.engine import saved_id
 from gateway.db.models import ChannelIdentity, Citizen, Conversation, Message, utcnow
 
 
+async def find_identity(db: AsyncSession, channel: str, address: str) -> ChannelIdentity | None:
+    query = select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
+    return (await db.exec(query)).first()
+
+
+def outbound_rows(
+    wire: Wire, channel: str, conversation_id: str, rendering: Rendering, in_reply_to: int | None = None
+) -> list[Message]:
+    """A rendering's messages as the log records them: sent already when the channel answers in the
+    request, else queued for the dispatcher (in the same transaction as what they answer)."""
+    status = "sent" if wire.answers_in_request else "queued"
+    return [
+        Message(
+            conversation_id=conversation_id,
+            direction="out",
+            channel=channel,
+            text=r.text,
+            buttons=r.buttons or None,
+            segments=r.segments,
+            status=status,
+            in_reply_to=in_reply_to,
+        )
+        for r in rendering.messages
+    ]
+
+
 async def open_conversation(db: AsyncSession, channel: str, address: str) -> Conversation:
     """The citizen's current conversation on this channel address, created on first contact."""
-    identity = (
-        await db.exec(
-            select(ChannelIdentity).where(ChannelIdentity.channel == channel, ChannelIdentity.address == address)
-        )
-    ).first()
+    identity = await find_identity(db, channel, address)
     if identity is None:
         try:
             citizen = Citizen()

@@ -140,7 +140,8 @@ class UnansweredQuestion(SQLModel, table=True):
 
 
 class StaffUser(SQLModel, table=True):
-    """City or school staff. Roles: admin, broadcaster, approver, school (bound to one school), viewer."""
+    """City or school staff. Roles: admin, broadcaster, approver, school (bound to one school), viewer, agent
+    (answers citizens handed to a person)."""
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(unique=True, max_length=64)
@@ -150,6 +151,7 @@ class StaffUser(SQLModel, table=True):
     school_id: str | None = Field(default=None, foreign_key="school.id")
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime | None = None  # an agent's last sign of life in the inbox: who is online
 
 
 class StaffSession(SQLModel, table=True):
@@ -250,3 +252,46 @@ class BroadcastRecipient(SQLModel, table=True):
     acked_at: datetime | None = None
     reminded_at: datetime | None = None
     updated_at: datetime | None = None
+
+
+# --- a person when the bot is not enough ----------------------------------------------------------
+
+
+class Handoff(SQLModel, table=True):
+    """A conversation handed to a person (a ticket). Status: waiting → claimed → closed; a transfer to
+    a team puts it back to waiting. While it is open the bot is paused for this address: the citizen's
+    messages are recorded in the conversation's log and shown to the agent. `number` is what the
+    citizen can quote. After closing, `awaiting_rating` lets the citizen's next "1"–"5" rate it."""
+
+    __table_args__ = (Index("ix_handoff_channel_address", "channel", "address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    number: str | None = Field(default=None, unique=True, max_length=20)
+    conversation_id: str = Field(foreign_key="conversation.id", index=True)
+    citizen_id: int = Field(foreign_key="citizen.id", index=True)
+    channel: str = Field(max_length=32)
+    address: str = Field(max_length=128)
+    status: str = Field(default="waiting", max_length=16, index=True)
+    reason: str = Field(default="asked", max_length=16)  # asked | misunderstood | emergency
+    team: str = Field(default="general", max_length=32)  # a catalogue family id, or "general"
+    agent_id: int | None = Field(default=None, foreign_key="staffuser.id", index=True)
+    opened_at: datetime = Field(default_factory=utcnow)
+    claimed_at: datetime | None = None
+    closed_at: datetime | None = None
+    last_citizen_at: datetime = Field(default_factory=utcnow)
+    category: str | None = Field(default=None, max_length=32)
+    resolution: str | None = Field(default=None, max_length=500)
+    rating: int | None = None
+    awaiting_rating: bool = False
+
+
+class HandoffEntry(SQLModel, table=True):
+    """What staff did on a handoff, beside the conversation's own messages: claim, reply (naming the
+    message it sent), internal note (never shown to the citizen), transfer, close."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    handoff_id: int = Field(foreign_key="handoff.id", index=True)
+    staff_id: int | None = Field(default=None, foreign_key="staffuser.id")
+    kind: str = Field(max_length=16)  # claim | reply | note | transfer | close
+    text: str = ""
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    at: datetime = Field(default_factory=utcnow)

@@ -1,5 +1,5 @@
 """What answers a message before the bot, in order: a provider event (a new follower, a menu click),
-phone binding ("绑定+手机号", where the channel binds phones), the channel's keywords (TD/订阅/帮助),
+the handoff to a person (a handed-off conversation's messages go to its agent; "转人工"), phone binding ("绑定+手机号", where the channel binds phones), the channel's keywords (TD/订阅/帮助),
 parents' school words ("绑定 学号 姓名", "收到"), and on channels with numbered menus "更多" and a menu
 number. The first that answers wins; a menu number is not an answer but the button it names."""
 
@@ -63,7 +63,12 @@ class MenuMemory:
         return None
 
 
-def responders(binding: Binding, schools: Schools, memory: MenuMemory, opt_out: OptOut) -> list[Responder]:
+def responders(
+    binding: Binding, schools: Schools, memory: MenuMemory, opt_out: OptOut, handoff: list[Responder]
+) -> list[Responder]:
+    """`handoff`: a handed-off conversation's messages go to its agent, and "转人工" opens one
+    (gateway/handoff/responders.py): right after provider events, before anything else reads them."""
+
     async def phone_binding(message: InboundMessage, wire: Wire) -> Answered | None:
         if not wire.binds_phone:
             return None
@@ -82,7 +87,7 @@ def responders(binding: Binding, schools: Schools, memory: MenuMemory, opt_out: 
         replies = await schools.answer(message, wire)
         return None if replies is None else Answered(message, replies)
 
-    return [provider_event, phone_binding, keywords, school_words, memory.answer]
+    return [provider_event, *handoff, phone_binding, keywords, school_words, memory.answer]
 
 
 async def provider_event(message: InboundMessage, wire: Wire) -> Answered | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -38,6 +38,10 @@ RATE_LIMITED_ADDRESS = "您所在网络发送的消息太频繁了，请稍等�
 IN_PROGRESS = "这条消息正在处理中，请稍候。"
 SESSION_CACHE_S = 3600
 
+# Looks at the bot's replies before they are rendered and may add to them (the handoff's offer of a
+# person after two misunderstandings in a row).
+AfterBot = Callable[[InboundMessage, list[Reply]], Awaitable[list[Reply]]]
+
 
 class Turns:
     def __init__(
@@ -50,6 +54,7 @@ class Turns:
     ) -> None:
         self.settings, self.sessions, self.state, self.bridge = settings, sessions, state, bridge
         self.normalise = normalise
+        self.after_bot: AfterBot | None = None  # set by Messaging.build
 
     async def refusal(self, message: InboundMessage) -> TurnResult | None:
         """Why this message gets no turn, in the citizen's words, or None."""
@@ -135,6 +140,8 @@ class Turns:
             try:
                 bot = await self.bridge.answer(inbound.conversation_id, self.normalise(inbound.text), metadata)
                 replies = [r for r in bot.replies if r.text or r.buttons]
+                if self.after_bot is not None:
+                    replies = await self.after_bot(message, replies)
                 inbound.status, result = "answered", bot.outcome or "answered"
                 if bot.outcome is not None:
                     _keep_unanswered(db, inbound, bot.outcome)
@@ -145,22 +152,10 @@ class Turns:
         metrics.TURNS.labels(message.channel, result).inc()
         log.info("turn on %s for %s: %s", message.channel, mask(message.sender), result)
         rendering = wire.render(replies) if replies else Rendering([])
-        # An answer in the request is sent by now; the others are queued in the same transaction.
-        status = "sent" if wire.answers_in_request else "queued"
         db.add(inbound)
-        rows = [
-            Message(
-                conversation_id=inbound.conversation_id,
-                direction="out",
-                channel=message.channel,
-                text=r.text,
-                buttons=r.buttons or None,
-                segments=r.segments,
-                status=status,
-                in_reply_to=inbound.id,
-            )
-            for r in rendering.messages
-        ]
+        rows = conversations.outbound_rows(
+            wire, message.channel, inbound.conversation_id, rendering, in_reply_to=inbound.id
+        )
         db.add_all(rows)
         await db.commit()
         return TurnResult(

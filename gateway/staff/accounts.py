@@ -21,6 +21,7 @@ ROLE_NAMES = {
     "approver": "审批员",
     "school": "学校教职工",
     "viewer": "只读用户",
+    "agent": "人工客服",
 }
 
 

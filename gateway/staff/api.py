@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -171,10 +171,18 @@ def _query(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 class StaffApi:
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], state: StateStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        state: StateStore,
+        more: Sequence[Endpoint] = (),
+    ) -> None:
+        """`more`: endpoints declared elsewhere (the agents' inbox, gateway/handoff/api.py), guarded
+        and documented like these."""
         self.settings, self.sessions, self.state = settings, sessions, state
         self.proxies = settings.forwarded_proxies
-        self.endpoints = self._endpoints()
+        self.endpoints = [*self._endpoints(), *more]
         self.document = build_document(self.endpoints)
         self._topics: list[dict[str, str]] | None = None
 
@@ -794,7 +802,7 @@ class StaffApi:
 
 
 def staff_routes(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], state: StateStore
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], state: StateStore, more: Sequence[Endpoint] = ()
 ) -> list[web.AbstractRouteDef]:
     """The staff API and console routes, for the app to add."""
-    return StaffApi(settings, sessions, state).routes()
+    return StaffApi(settings, sessions, state, more).routes()

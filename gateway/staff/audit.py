@@ -23,6 +23,15 @@ ACTIONS = (
     "notice_remind",
     "unanswered_assign",
     "unanswered_export",
+    "handoff_feed",
+    "handoff_view",
+    "handoff_claim",
+    "handoff_reply",
+    "handoff_note",
+    "handoff_transfer",
+    "handoff_close",
+    "handoff_reveal",
+    "workorder_status",
 )
 
 

@@ -25,7 +25,7 @@ ERRORS = {
     "401": "未登录或登录已过期（code: unauthenticated）",
     "403": "缺少安全令牌（code: csrf）或角色无权操作（code: forbidden）",
     "404": "对象不存在（code: not_found）",
-    "409": "状态冲突，例如重复审批或自己审批自己（code 由广播引擎给出）",
+    "409": "状态冲突，例如重复审批、自己审批自己，或工单已被别人接走（code 说明是哪一种）",
     "413": "请求体超过64KB（code: too_large）",
     "415": "请求体类型不对（code: content_type）",
 }
@@ -155,7 +155,7 @@ def build_document(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dic
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "citygw 工作人员接口（广播与学校通知）",
+            "title": "citygw 工作人员接口（广播、学校通知与人工服务）",
             "version": version,
             "description": (
                 "城市工作人员与学校教职工的 JSON 接口。先 POST /api/staff/login 登录，服务器设置 "

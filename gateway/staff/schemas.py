@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.broadcast.audience import MAX_GRADES, MAX_IDS
 
-ROLES = ("admin", "broadcaster", "approver", "school", "viewer")
-Role = Literal["admin", "broadcaster", "approver", "school", "viewer"]
+ROLES = ("admin", "broadcaster", "approver", "school", "viewer", "agent")
+Role = Literal["admin", "broadcaster", "approver", "school", "viewer", "agent"]
 # "failed" includes undelivered; acked/unacked filter school notices by the parents' acknowledgement.
 RecipientStatus = Literal["queued", "sent", "delivered", "undelivered", "failed", "skipped", "acked", "unacked"]
 

@@ -236,9 +236,18 @@ STATUSES = [(1, "已提交"), (24, "已受理"), (72, "办理中")]  # hours sin
 CLOSED = "已办结"
 
 
+WORK_ORDER_OPENED = "受理"  # a work order's first status; staff move it on (gateway/handoff/workorders.py)
+WORK_ORDER_NOTE = "办理进度有变化会通知您，也可以随时发送“我的投诉进度”查询。"
+
+
 def _status(submitted: datetime, now: datetime) -> str:
     hours = (now - submitted).total_seconds() / 3600
     return next((name for limit, name in STATUSES if hours < limit), CLOSED)
+
+
+def current_status(found: Application, now: datetime) -> str:
+    """A work order's status as staff set it; any other application's from its age."""
+    return found.status or _status(datetime.fromisoformat(found.details["submitted_at"]), now)
 
 
 async def application_summary(service: Service, ctx: Context) -> str:
@@ -269,9 +278,7 @@ async def _room_for_application(db: AsyncSession, ctx: Context, service: Service
     await limits.hold(db, ctx)
     theirs = select(Application).where(limits.mine(ctx, Application), Application.service_id == service.id)
     open_ = [
-        a
-        for a in (await db.exec(theirs.order_by(col(Application.id)))).all()
-        if _status(datetime.fromisoformat(a.details["submitted_at"]), ctx.now) != CLOSED
+        a for a in (await db.exec(theirs.order_by(col(Application.id)))).all() if current_status(a, ctx.now) != CLOSED
     ]
     if len(open_) >= limits.OPEN_APPLICATIONS_PER_SERVICE:
         refs = "、".join(a.ref for a in open_)
@@ -285,6 +292,7 @@ async def _room_for_application(db: AsyncSession, ctx: Context, service: Service
 
 async def application(service: Service, ctx: Context) -> Answer:
     words = ctx.slot("request_text") or ctx.text
+    work_order = bool(service.params.get("work_order"))
     try:
         entry = await insert_with_ref(
             ctx.sessions,
@@ -298,6 +306,8 @@ async def application(service: Service, ctx: Context) -> Answer:
                 conversation_id=ctx.conversation_id,
                 text=words,
                 details={"submitted_at": ctx.now.isoformat(), **{s: ctx.slot(s) for s in service.slots}},
+                status=WORK_ORDER_OPENED if work_order else None,
+                status_at=utcnow() if work_order else None,
             ),
             take=lambda db: _room_for_application(db, ctx, service),
         )
@@ -305,10 +315,13 @@ async def application(service: Service, ctx: Context) -> Answer:
         return refused.answer
     assert entry is not None  # the application's take never reports "full"
     lines = [f"已受理！受理编号 {entry.ref}", f"事项：{service.name}"]
+    if work_order:  # before the materials: on SMS the end of a long answer waits behind "更多"
+        lines.append(WORK_ORDER_NOTE)
     materials = next((r for r in ctx.table.records if r.id == "materials"), None) if "table" in service.params else None
     if materials is not None:
         lines += _details(materials)
-    lines.append(f"查询进度请发送“查询进度 {entry.ref}”。")
+    if not work_order:
+        lines.append(f"查询进度请发送“查询进度 {entry.ref}”。")
     return Answer("\n".join(lines))
 
 
@@ -319,8 +332,7 @@ async def application_status(service: Service, ctx: Context) -> Answer:
         booked = None if found else (await db.exec(select(Booking).where(Booking.ref == ref))).first()
     if found is not None:
         name = _service_name(found.service_id)
-        status = _status(datetime.fromisoformat(found.details["submitted_at"]), ctx.now)
-        return Answer(f"受理编号 {ref}：{name}，当前状态：{status}。")
+        return Answer(f"受理编号 {ref}：{name}，当前状态：{current_status(found, ctx.now)}。")
     if booked is not None:
         status = {"cancelled": "已取消", "held": "待支付（超时未支付自动取消）"}.get(booked.status, "预约有效")
         return Answer(f"预约号 {ref}：{_service_name(booked.service_id)}，当前状态：{status}。")

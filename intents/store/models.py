@@ -178,7 +178,9 @@ class ResourceSlot(SQLModel, table=True):
 
 
 class Application(SQLModel, table=True):
-    """An application, complaint or request a citizen submitted; its status follows from its age."""
+    """An application, complaint or request a citizen submitted. Its status follows from its age, except
+    for a 12345 work order (a service with `work_order` in its params: complaints, suggestions), whose
+    status staff set in the agents' inbox: 受理 → 转办 → 办理中 → 已办结 (the citizen is told each change)."""
 
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(unique=True, max_length=20)
@@ -189,6 +191,8 @@ class Application(SQLModel, table=True):
     text: str = ""
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
+    status: str | None = Field(default=None, max_length=16, index=True)  # a work order's, set by staff
+    status_at: datetime | None = None
 
 
 class HolderLock(SQLModel, table=True):

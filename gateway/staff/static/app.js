@@ -11,7 +11,7 @@
 
   // ---- labels --------------------------------------------------------------
 
-  const ROLE = { admin: "管理员", broadcaster: "广播员", approver: "审批员", school: "学校", viewer: "只读" };
+  const ROLE = { admin: "管理员", broadcaster: "广播员", approver: "审批员", school: "学校", viewer: "只读", agent: "人工客服" };
   const KIND = { emergency: "预警", notice: "通知", school: "学校通知" };
   const STATUS = {
     draft: "草稿",
@@ -44,6 +44,14 @@
     notice_remind: "提醒未确认",
     unanswered_assign: "归类未解答问题",
     unanswered_export: "导出候选训练样例",
+    handoff_feed: "打开人工服务",
+    handoff_view: "查看人工对话",
+    handoff_claim: "接单",
+    handoff_reply: "回复居民",
+    handoff_note: "内部备注",
+    handoff_transfer: "转交工单",
+    handoff_close: "结束人工服务",
+    handoff_reveal: "查看联系方式",
   };
   const OUTCOME = { declined: "婉拒", not_understood: "没听懂", suggested: "只给了猜测" };
   const CHAT_CHANNEL = { ...CHANNEL, webchat: "网页聊天" };
@@ -63,6 +71,7 @@
     remind: (me) => ["admin", "school"].includes(me.role),
     admin: (me) => me.role === "admin",
     unanswered: (me) => ["admin", "viewer"].includes(me.role),
+    handoffs: (me) => ["admin", "agent"].includes(me.role),
   };
 
   const state = {
@@ -307,6 +316,7 @@
     if (CAN.composeNotice(me)) links.push(["#/notices/new", "新建通知"]);
     if (CAN.readBroadcasts(me)) links.push(["#/dashboard", "数据看板"]);
     if (CAN.unanswered(me)) links.push(["#/unanswered", "未解答问题"]);
+    if (CAN.handoffs(me)) links.push(["#/handoffs", "人工服务"]);
     if (CAN.admin(me)) links.push(["#/users", "用户管理"], ["#/audit", "审计日志"]);
     return links;
   }
@@ -348,6 +358,7 @@
     if (!me) return "#/login";
     if (CAN.readBroadcasts(me)) return "#/broadcasts";
     if (CAN.notices(me)) return "#/notices";
+    if (CAN.handoffs(me)) return "#/handoffs";
     return "#/login";
   }
 
@@ -365,6 +376,8 @@
     [/^#\/audit$/, viewAudit, "admin"],
     [/^#\/unanswered$/, viewUnanswered, "unanswered"],
     [/^#\/dashboard$/, viewDashboard, "readBroadcasts"],
+    [/^#\/handoffs$/, viewHandoffs, "handoffs"],
+    [/^#\/handoffs\/(\d+)$/, viewHandoff, "handoffs"],
   ];
 
   function go(hash) {
@@ -2070,6 +2083,284 @@
       error,
       holder,
     );
+  }
+
+  // ---- 人工服务: the agents' inbox -------------------------------------------------------------
+
+  const HSTATUS = { waiting: "排队中", claimed: "接待中", closed: "已结束" };
+  const HREASON = { asked: "居民要求", misunderstood: "机器人未听懂", emergency: "紧急情况" };
+  const CATEGORIES = ["咨询", "求助", "投诉", "建议", "表扬", "其他"];
+  const CANNED = [
+    "您好，我是人工客服，请问有什么可以帮您？",
+    "请稍等，我帮您查一下。",
+    "请告诉我您所在的小区和楼号。",
+    "您反映的问题已记录，我们会转交相关部门处理，处理结果会通知您。",
+    "还有其他问题吗？没有的话我先结束本次服务。",
+  ];
+  const SPEAKER = { in: "居民", out: "机器人", agent: "客服", note: "内部备注", claim: "接单", transfer: "转交", close: "结束" };
+
+  function waited(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    return s < 60 ? `${s}秒` : s < 3600 ? `${Math.floor(s / 60)}分${s % 60}秒` : `${Math.floor(s / 3600)}小时${Math.floor((s % 3600) / 60)}分`;
+  }
+
+  // The inbox's live feed (server-sent events); closed when the view that opened it goes away.
+  function inboxFeed(gen, onEvent) {
+    const source = new EventSource(`${API}/handoffs/stream`, { withCredentials: true });
+    for (const kind of ["waiting", "message", "claimed", "closed"]) {
+      source.addEventListener(kind, (e) => {
+        if (gen !== state.gen) return source.close();
+        let data = null;
+        try {
+          data = JSON.parse(e.data);
+        } catch {
+          return;
+        }
+        onEvent(kind, data);
+      });
+    }
+    const stop = () => {
+      if (gen !== state.gen) source.close();
+      else setTimeout(stop, 1000);
+    };
+    setTimeout(stop, 1000);
+    return source;
+  }
+
+  async function viewHandoffs(view, gen) {
+    const statsLine = el("p", { id: "inbox-stats", class: "hint" });
+    const waitingBox = el("div", { id: "handoffs-waiting" });
+    const mineBox = el("div", { id: "handoffs-mine" });
+    const claim = async (h) => {
+      clearError();
+      try {
+        await api("POST", `/handoffs/${h.id}/claim`);
+        go(`#/handoffs/${h.id}`);
+      } catch (err) {
+        showError(err);
+        await load();
+      }
+    };
+    const clock = (h) => el("span", { class: `sla sla-${h.sla}`, dataset: { sla: h.sla } }, waited(h.waiting_s));
+    const load = async () => {
+      const [stats, waiting, mine] = await Promise.all([
+        api("GET", "/handoffs/stats"),
+        api("GET", "/handoffs?view=waiting"),
+        api("GET", "/handoffs?view=mine"),
+      ]);
+      if (gen !== state.gen) return;
+      statsLine.textContent =
+        `排队 ${stats.waiting} 人 · 接待中 ${stats.claimed} · 最长等待 ${waited(stats.longest_wait_s)} · 在线客服 ${stats.agents_online} 人`;
+      const teams = Object.fromEntries(stats.teams.map((t) => [t.id, t.name]));
+      fill(waitingBox,
+        el("h2", {}, "排队中"),
+        table(
+          "排队中的居民",
+          [
+            ["工单号", (h) => h.number],
+            ["等待", clock],
+            ["渠道", (h) => h.channel_label],
+            ["联系方式", (h) => h.contact],
+            ["组", (h) => teams[h.team] || h.team],
+            ["原因", (h) => HREASON[h.reason] || h.reason],
+            ["", (h) => el("button", { type: "button", class: "button primary", onclick: () => claim(h), "data-claim": h.number }, "接单")],
+          ],
+          waiting.handoffs,
+          { empty: "没有排队的居民", id: "waiting-table" },
+        ),
+      );
+      fill(mineBox,
+        el("h2", {}, "我接待中"),
+        table(
+          "我接待中的居民",
+          [
+            ["工单号", (h) => el("a", { href: `#/handoffs/${h.id}`, class: "title-link" }, h.number)],
+            ["渠道", (h) => h.channel_label],
+            ["联系方式", (h) => h.contact],
+            ["居民最后发言", (h) => fmtTime(h.last_citizen_at)],
+          ],
+          mine.handoffs,
+          { empty: "暂无", id: "mine-table" },
+        ),
+      );
+    };
+    await load();
+    const orders = await workOrders(gen);
+    if (!mount(view, gen, el("div", { class: "view-head" }, el("h1", {}, "人工服务")), statsLine, waitingBox, mineBox, orders)) return;
+    inboxFeed(gen, () => load().catch((err) => showError(err)));
+    poll(gen, async () => {
+      await load();
+      return 10000;
+    }, () => 10000);
+  }
+
+  // 12345 work orders: complaints and suggestions filed through the bot, moved on here; the citizen is
+  // told every change on the channel they filed from.
+  const WO_NEXT = ["转办", "办理中", "已办结"];
+
+  async function workOrders(gen) {
+    const box = el("section", { id: "workorders", "aria-labelledby": "workorders-title" });
+    const status = el("select", { id: "wo-status" }, WO_NEXT.map((v) => el("option", { value: v }, v)));
+    const team = el("input", { id: "wo-team", maxlength: 100 });
+    const note = el("textarea", { id: "wo-note", rows: 2, maxlength: BODY_MAX });
+    const picked = el("p", { id: "wo-picked", class: "hint" });
+    let chosen = null;
+    const form = el("form", { id: "wo-form", class: "stack", hidden: true }, picked, field("新状态", status),
+      field("转办单位（转办时必填）", team), field("告诉居民的话（可选）", note),
+      el("button", { type: "submit", class: "button primary" }, "更新并通知居民"));
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      clearError();
+      const body = { status: status.value };
+      if (team.value.trim()) body.team = team.value;
+      if (note.value.trim()) body.note = note.value;
+      try {
+        await api("POST", `/workorders/${chosen.id}/status`, body);
+        team.value = "";
+        note.value = "";
+        form.hidden = true;
+        await load();
+      } catch (err) {
+        showError(err);
+      }
+    });
+    const holder = el("div");
+    const load = async () => {
+      const data = await api("GET", "/workorders");
+      if (gen !== state.gen) return;
+      fill(holder, table(
+        "12345工单",
+        [
+          ["受理编号", (o) => o.ref],
+          ["事项", (o) => o.service],
+          ["内容", (o) => o.text],
+          ["状态", (o) => el("span", { class: "status", dataset: { status: o.status } }, o.status)],
+          ["提交时间", (o) => fmtTime(o.submitted_at)],
+          ["", (o) => el("button", { type: "button", class: "button", "data-order": o.ref, onclick: () => {
+            chosen = o;
+            picked.textContent = `${o.ref} ${o.service}：现在是“${o.status}”`;
+            form.hidden = false;
+            status.focus();
+          } }, "更新状态")],
+        ],
+        data.workorders,
+        { empty: "没有未办结的工单", id: "workorders-table" },
+      ));
+    };
+    await load();
+    return fill(box, el("h2", { id: "workorders-title" }, "12345工单"), holder, form);
+  }
+
+  async function viewHandoff(view, gen, id) {
+    const head = el("div", { id: "handoff-head" });
+    const transcript = el("ol", { id: "transcript", class: "transcript", "aria-live": "polite" });
+    const actions = el("div", { id: "handoff-actions" });
+    const stats = await api("GET", "/handoffs/stats");
+    let current = null;
+
+    const post = async (path, body, done) => {
+      clearError();
+      try {
+        await api("POST", `/handoffs/${id}/${path}`, body);
+        done?.();
+        await load();
+      } catch (err) {
+        showError(err);
+      }
+    };
+
+    function renderHead(h) {
+      const contact = el("span", { id: "contact" }, h.contact);
+      const reveal = el("button", { type: "button", class: "link-button", id: "reveal" }, "显示完整联系方式");
+      reveal.addEventListener("click", async () => {
+        try {
+          contact.textContent = (await api("POST", `/handoffs/${id}/reveal`)).contact;
+          reveal.hidden = true;
+        } catch (err) {
+          showError(err);
+        }
+      });
+      fill(head,
+        el("p", { class: "back" }, el("a", { href: "#/handoffs" }, "← 返回人工服务")),
+        el("h1", {}, `工单 ${h.number}`),
+        el("p", {}, `${HSTATUS[h.status] || h.status} · ${h.channel_label} · `, contact, " ", reveal,
+          h.agent_name ? ` · 接待：${h.agent_name}` : ""),
+      );
+    }
+
+    function renderTranscript(entries) {
+      fill(transcript, entries.map((e) => el(
+        "li",
+        { class: `said said-${e.kind}`, dataset: { kind: e.kind } },
+        el("span", { class: "speaker" }, e.kind === "agent" && e.staff_name ? `客服 ${e.staff_name}` : SPEAKER[e.kind] || e.kind),
+        el("span", { class: "when" }, fmtShort(e.at)),
+        el("span", { class: "words" }, e.text || (e.staff_name ? e.staff_name : "")),
+      )));
+    }
+
+    function renderActions(h) {
+      if (h.status === "waiting") {
+        fill(actions, el("button", { type: "button", class: "button primary", id: "claim", onclick: () => post("claim") }, "接单"));
+        return;
+      }
+      if (h.status === "closed") {
+        fill(actions, el("p", {}, `已结束：${h.category || ""} ${h.resolution || ""}${h.rating ? ` · 居民评分 ${h.rating}` : ""}`));
+        return;
+      }
+      const reply = el("textarea", { id: "reply-text", rows: 3, maxlength: BODY_MAX });
+      const canned = el("select", { id: "canned", "aria-label": "常用回复" }, el("option", { value: "" }, "选择常用回复…"), CANNED.map((t) => el("option", { value: t }, t)));
+      canned.addEventListener("change", () => {
+        if (canned.value) reply.value = canned.value;
+        canned.value = "";
+        reply.focus();
+      });
+      const replyForm = el("form", { id: "reply-form", class: "stack" }, field("回复居民（经居民所用渠道发送）", reply), canned,
+        el("button", { type: "submit", class: "button primary" }, "发送"));
+      replyForm.addEventListener("submit", (e) => {
+        e.preventDefault();
+        if (reply.value.trim()) post("reply", { text: reply.value }, () => { reply.value = ""; });
+      });
+      const note = el("textarea", { id: "note-text", rows: 2, maxlength: BODY_MAX });
+      const noteForm = el("form", { id: "note-form", class: "stack" }, field("内部备注（居民看不到）", note), el("button", { type: "submit", class: "button" }, "添加备注"));
+      noteForm.addEventListener("submit", (e) => {
+        e.preventDefault();
+        if (note.value.trim()) post("note", { text: note.value }, () => { note.value = ""; });
+      });
+      const target = el("select", { id: "transfer-to" },
+        el("optgroup", { label: "转给组" }, stats.teams.map((t) => el("option", { value: `team:${t.id}` }, t.name))),
+        el("optgroup", { label: "转给同事" }, stats.agents.filter((a) => a.id !== state.me.id)
+          .map((a) => el("option", { value: `agent:${a.id}` }, `${a.display_name}${a.online ? "（在线）" : ""}`))));
+      const transferForm = el("form", { id: "transfer-form", class: "stack" }, field("转交", target), el("button", { type: "submit", class: "button" }, "转交"));
+      transferForm.addEventListener("submit", (e) => {
+        e.preventDefault();
+        const [kind, value] = target.value.split(":");
+        post("transfer", kind === "team" ? { team: value } : { agent_id: Number(value) }, () => go("#/handoffs"));
+      });
+      const category = el("select", { id: "close-category" }, CATEGORIES.map((c) => el("option", { value: c }, c)));
+      const resolution = el("textarea", { id: "close-resolution", rows: 2, maxlength: BODY_MAX, required: true });
+      const closeForm = el("form", { id: "close-form", class: "stack" }, field("分类", category), field("处理结果", resolution),
+        el("button", { type: "submit", class: "button danger" }, "结束服务"));
+      closeForm.addEventListener("submit", (e) => {
+        e.preventDefault();
+        if (resolution.value.trim()) post("close", { category: category.value, resolution: resolution.value });
+      });
+      fill(actions, replyForm, noteForm, transferForm, closeForm);
+    }
+
+    const load = async () => {
+      const data = await api("GET", `/handoffs/${id}`);
+      if (gen !== state.gen) return;
+      const changed = !current || current.status !== data.handoff.status || current.agent_id !== data.handoff.agent_id;
+      current = data.handoff;
+      renderHead(current);
+      renderTranscript(data.transcript);
+      if (changed) renderActions(current);
+    };
+    await load();
+    if (!mount(view, gen, head, transcript, actions)) return;
+    inboxFeed(gen, (kind, data) => {
+      if (data.handoff === Number(id)) load().catch((err) => showError(err));
+    });
   }
 
   // ---- start ---------------------------------------------------------------

@@ -51,6 +51,8 @@ ACCOUNTS = {
     "viewer": ("viewer", None),
     "teacher1": ("school", "s1"),
     "teacher2": ("school", "s2"),
+    "agent1": ("agent", None),
+    "agent2": ("agent", None),
 }
 ROLE_USER = {
     "admin": "admin",
@@ -58,6 +60,7 @@ ROLE_USER = {
     "approver": "approver",
     "viewer": "viewer",
     "school": "teacher1",
+    "agent": "agent1",
 }
 
 

@@ -13,7 +13,8 @@ from yarl import URL
 
 from gateway.staff.tests.conftest import ROLE_USER, StaffClient, StaffGateway, routed_paths
 
-ALL = {"admin", "broadcaster", "approver", "school", "viewer"}
+ALL = {"admin", "broadcaster", "approver", "school", "viewer", "agent"}
+AGENTS = {"admin", "agent"}  # supervisors are admins
 CITY = {"admin", "broadcaster", "approver", "viewer"}
 SEND = {"admin", "broadcaster"}
 
@@ -47,6 +48,18 @@ ENDPOINTS = [
     ("GET", "/api/staff/unanswered", "/api/staff/unanswered", {"admin", "viewer"}),
     ("POST", "/api/staff/unanswered/assign", "/api/staff/unanswered/assign", {"admin"}),
     ("GET", "/api/staff/unanswered/export", "/api/staff/unanswered/export", {"admin"}),
+    ("GET", "/api/staff/handoffs", "/api/staff/handoffs", AGENTS),
+    ("GET", "/api/staff/handoffs/stats", "/api/staff/handoffs/stats", AGENTS),
+    ("GET", "/api/staff/handoffs/stream", "/api/staff/handoffs/stream", AGENTS),
+    ("GET", "/api/staff/handoffs/1", "/api/staff/handoffs/{id}", AGENTS),
+    ("POST", "/api/staff/handoffs/1/claim", "/api/staff/handoffs/{id}/claim", AGENTS),
+    ("POST", "/api/staff/handoffs/1/reply", "/api/staff/handoffs/{id}/reply", AGENTS),
+    ("POST", "/api/staff/handoffs/1/note", "/api/staff/handoffs/{id}/note", AGENTS),
+    ("POST", "/api/staff/handoffs/1/transfer", "/api/staff/handoffs/{id}/transfer", AGENTS),
+    ("POST", "/api/staff/handoffs/1/close", "/api/staff/handoffs/{id}/close", AGENTS),
+    ("POST", "/api/staff/handoffs/1/reveal", "/api/staff/handoffs/{id}/reveal", AGENTS),
+    ("GET", "/api/staff/workorders", "/api/staff/workorders", AGENTS),
+    ("POST", "/api/staff/workorders/1/status", "/api/staff/workorders/{id}/status", AGENTS),
 ]
 PUBLIC = [("POST", "/api/staff/login"), ("GET", "/api/staff/openapi.json")]
 IDS = [f"{method} {routed}" for method, _, routed, _ in ENDPOINTS]
