@@ -44,7 +44,7 @@ STILL_WAITING = "您已在排队等人工客服，工单号{number}。{wait}有�
 RATED = "谢谢您的评价！以后有问题直接发消息就行，需要人工请回复“转人工”。"
 OFFER = "我好像没弄明白您的意思。需要人工客服帮您吗？请回复“转人工”。"
 EMERGENCY = "情况紧急请马上打电话：报警110，火警119，急救120，交通事故122。"
-SCAM = "如果正在被骗，请马上停止转账，打110报警或打反诈专线96110。"
+SCAM = "这很可能是诈骗：请马上停止转账，不要告诉对方验证码，打110报警或打反诈专线96110。"
 OFFER_AFTER_EMERGENCY = "需要人工客服帮您，请回复“转人工”。"
 
 # What residents write when they want a person (read on the normalised text: traditional and
