@@ -79,7 +79,7 @@ async def test_hospital_appointment_is_booked_and_cancelled(chat: Chat, stack):
         assert (slot.hospital_id, slot.department_id, slot.booked) == ("renmin", "cardiology", 1)
 
     await chat.say(f"取消挂号 {booking_ref}")
-    assert "已取消" in chat.text
+    assert "已为您取消" in chat.text
     with stack.db() as db:
         booking = db.exec(select(Booking).where(Booking.ref == booking_ref)).one()
         assert booking.status == "cancelled"
@@ -97,11 +97,11 @@ async def test_cancelling_the_one_booking_asks_once_and_confirm_cancels_it(chat:
     assert "没有为您办理" in chat.text
     await chat.say("刚才那个号帮我退了吧")
     await chat.say("确认")
-    assert "已取消" in chat.text and booking_ref in chat.text
+    assert "已为您取消" in chat.text and booking_ref in chat.text
     with stack.db() as db:
         assert db.exec(select(Booking).where(Booking.ref == booking_ref)).one().status == "cancelled"
     await chat.say("确认")  # nothing offered any more: nothing happens twice
-    assert "已取消" not in chat.text
+    assert "已为您取消" not in chat.text
 
 
 async def test_full_clinic_offers_other_times_and_books_nothing(http, stack):

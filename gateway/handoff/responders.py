@@ -60,7 +60,8 @@ EMERGENCIES = re.compile(
     r"着火|失火|起火了|冒烟了|煤气泄漏|燃气泄漏|天然气泄漏|车祸|撞车了|被车撞|撞人了|出事故了|受伤了|流血了|"
     r"晕倒|昏倒|昏迷|不省人事|救命|没呼吸|没气了|溺水|落水了|触电|抢劫|被人打|打架|砍人|行凶|跳楼"
 )
-SCAMS = re.compile(r"被骗|遇到骗子|(让|叫|要)我转账|安全账户|刷单返")
+# A scam under way, not a question about one ("刷单返利诈骗有什么特点" is the bot's fraud_warning).
+SCAMS = re.compile(r"被骗|遇到骗子|(让|叫|要)我(转账|汇款|打钱)|转到安全账户")
 # The bot's replies that mean it did not understand (intents/menu.py: out_of_scope, did_you_mean).
 MISUNDERSTOOD = (SORRY, "没太明白您的意思")
 MISSES_TTL_S = 3600

@@ -137,7 +137,7 @@ BUSINESS_TYPES = [
         "id": "personal",
         "name": "个人业务",
         "prefix": "A",
-        "aliases": ["个人", "存取款", "存款", "取款", "开户", "挂失"],
+        "aliases": ["个人", "存取款", "存款", "取款", "存钱", "取钱", "开户", "挂失"],
     },
     {"id": "corporate", "name": "对公业务", "prefix": "B", "aliases": ["对公", "公司业务", "企业业务", "企业开户"]},
     {"id": "wealth", "name": "理财业务", "prefix": "C", "aliases": ["理财", "基金", "买理财"]},

@@ -227,7 +227,7 @@ async def booking_cancel(service: Service, ctx: Context) -> Answer:
         db.add(entry)
         await give_back(db, col(ResourceSlot.booked), entry.resource_slot_id)
         await db.commit()
-    return Answer(f"预约 {ref} 已取消（{entry.details['place']}）。")
+    return Answer(f"已为您取消预约 {ref}（{entry.details['place']}）。")
 
 
 # --- applications -------------------------------------------------------------------------------

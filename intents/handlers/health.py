@@ -143,4 +143,4 @@ async def cancel_appointment(service: Service, ctx: Context) -> Answer:
         await give_back(db, col(AppointmentSlot.booked), booking.slot_id)
         await db.commit()
     d = booking.details
-    return Answer(f"预约 {ref} 已取消：{d['hospital']} {d['department']} {d['date']}。号源已释放。")
+    return Answer(f"已为您取消预约 {ref}：{d['hospital']} {d['department']} {d['date']}。号源已释放。")

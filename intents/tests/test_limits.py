@@ -162,7 +162,7 @@ async def test_after_cancelling_the_citizen_may_book_that_department_again(sessi
     first = await appointment(sessions, 1, "am")
     ref = first.text.split("预约号 ")[1].split("\n")[0]
     cancelled = await ask(sessions, "hospital_appointment_cancel", 1, booking_no=ref)
-    assert "已取消" in cancelled.text
+    assert "已为您取消" in cancelled.text
     assert "挂号成功" in (await appointment(sessions, 1, "pm")).text
 
 
