@@ -31,7 +31,9 @@ class Check:
     buttons: list[dict[str, str]] = field(default_factory=list)
 
 
-def _choices(slot: str, names: list[str], limit: int = 10) -> list[dict[str, str]]:
+def _choices(slot: str, names: list[str], limit: int | None = None) -> list[dict[str, str]]:
+    """Every choice by default: a question offers all of them, and each channel shows a long list its own
+    way (numbered lines continued by "更多", a few buttons at a time in elder mode)."""
     return [button(name, "inform", **{slot: name}) for name in names[:limit]]
 
 

@@ -147,9 +147,10 @@ async def test_sms_bus_query_is_answered_by_sms_and_delivery_is_recorded(http, s
 async def test_sms_hospital_booking_with_a_numbered_menu(http, stack):
     phone = Phone(http, stack)
     answer = await phone.say("明天上午挂人民医院的号")
-    choice = number_of(answer, "心血管内科")  # buttons arrive as "回复N 科室"
+    # Not cardiology: its morning holds two (the pack's "已约满" case) and test_services books it too.
+    choice = number_of(answer, "消化内科")  # buttons arrive as "回复N 科室"
     answer = await phone.say(choice)
-    assert "请确认" in answer and "心血管内科" in answer
+    assert "请确认" in answer and "消化内科" in answer
     answer = await phone.say("确认")
     assert "挂号成功" in answer
     ref = re.search(r"GH\d{6}\d{4}|GH[0-9A-Z]+", answer).group(0)
@@ -216,8 +217,8 @@ async def test_wechat_bus_query_in_safe_mode_through_customer_service_api(http, 
 async def test_wechat_hospital_booking_with_a_numbered_menu(http, stack):
     user = WeChatUser(http, stack)
     answer = await user.say("明天上午挂人民医院的号")
-    answer = await user.say(number_of(answer, "心血管内科"))
-    assert "请确认" in answer
+    answer = await user.say(number_of(answer, "口腔科"))  # the 14th department: every one is offered
+    assert "请确认" in answer and "口腔科" in answer
     assert "挂号成功" in await user.say("确认")
 
 

@@ -47,3 +47,11 @@ async def test_date_buttons_all_read_month_day_and_weekday():
     _question, buttons = await slots.ask("date", ctx("hospital_appointment"))
     titles = [b["title"] for b in buttons]
     assert titles == ["今天 11月25日（周三）", "明天 11月26日（周四）", "后天 11月27日（周五）", "11月28日（周六）"]
+
+
+async def test_a_question_offers_every_choice_not_the_first_ten():
+    context = ctx("hospital_appointment")
+    context.slots["hospital"] = "克拉玛依市人民医院"
+    _question, buttons = await slots.ask("department", context)
+    titles = [b["title"] for b in buttons]
+    assert len(titles) == 20 and "眼科" in titles and "口腔科" in titles  # the 12th and 14th departments
