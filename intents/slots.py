@@ -21,6 +21,7 @@ from intents.services import Service, catalogue
 
 MAX_AMOUNT = 500
 MAX_PLACE_CHARS = 30
+HAN = re.compile(r"[\u4e00-\u9fff]")
 WEEKDAYS = "一二三四五六日"
 
 
@@ -83,7 +84,7 @@ async def _place(value: Any, ctx: Context) -> Check:
     if ctx.service is None or not ctx.service.params.get("any_place"):
         return check
     text = zh.normalize_text(str(value)).strip()
-    if not 2 <= len(text) <= MAX_PLACE_CHARS:
+    if not 2 <= len(text) <= MAX_PLACE_CHARS or not HAN.search(text):  # "13899012345" is no address
         return check if check.value is not None else Check(None, "请说一个具体的地点，例如“友谊馆北门”。")
     return Check(text)
 

@@ -94,3 +94,11 @@ async def test_a_correction_asks_the_last_question_again_about_the_right_thing(c
     assert "枫林" in chat.text
     await chat.say("不对，打错了，是光明社区")
     assert "光明" in chat.text and "没太明白" not in chat.text, chat.text
+
+
+async def test_a_phone_number_given_for_the_pickup_is_kept_as_the_phone(chat: Chat):
+    await chat.say("叫个车")
+    await chat.say("幺三八 九九零幺 二三四五")  # spoken digits, grouped
+    assert "请确认提交" not in chat.text and "上车" in chat.text, chat.text  # still asks where
+    await chat.say("友谊馆北门")
+    assert "地点：友谊馆北门" in chat.text and "联系电话：138****2345" in chat.text, chat.text

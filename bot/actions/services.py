@@ -184,12 +184,12 @@ class ServiceFormValidation(FormValidationAction, ABC):
 
     async def _slot_answered(self, requested: str, text: str, context: Context) -> str:
         """The slot free words answer: the one asked, unless they fit none of it and exactly one other
-        empty question of this form."""
+        empty slot of this service (a phone number given when asked where to be picked up)."""
         if (await slot_rules.validate(requested, text, context)).value is not None:
             return requested
         others = [
             name
-            for name in self.service.required
+            for name in self.service.slots
             if name != requested
             and context.slots.get(name) is None
             and (await slot_rules.validate(name, text, context)).value is not None

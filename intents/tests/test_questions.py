@@ -39,6 +39,7 @@ async def test_a_taxi_goes_to_an_address_the_stop_list_does_not_have():
     check = await slots.validate("bus_stop", "石油大学北门", ctx("taxi_call"))
     assert check.value == "石油大学北门"
     assert (await slots.validate("bus_stop", "幸福小区3号楼", ctx("taxi_call"))).value == "幸福小区3号楼"
+    assert (await slots.validate("bus_stop", "13899012345", ctx("taxi_call"))).value is None  # no address
     # a bus stop is still one of the city's stops
     assert (await slots.validate("bus_stop", "幸福小区3号楼", ctx("bus_stop_lines"))).value is None
 
