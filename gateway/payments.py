@@ -24,13 +24,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from channels.base import Outgoing, Reply
-from channels.webchat.handler import topic
 from common.clock import utcnow
 from gateway.config import Settings
-from gateway.db.models import AuditLog, ChannelIdentity, Conversation
+from gateway.db.models import AuditLog
 from gateway.messaging import Messaging, public_url
-from gateway.outbound.refs import NoticeRef
+from gateway.outbound.telling import Teller, conversant
 from intents import payments as orders
 from intents.ports import ClosedOrder, PaymentUnavailable
 from payments.wechatpay import (
@@ -112,7 +110,8 @@ class Herald:
     """Tells citizens what became of their orders, on the channel they asked on, and keeps the audit."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], messaging: Messaging) -> None:
-        self.sessions, self.messaging = sessions, messaging
+        self.sessions = sessions
+        self.teller = Teller(messaging.wires, messaging.outbox.add, messaging.state)
 
     async def audit(self, action: str, out_trade_no: str, detail: dict[str, Any]) -> None:
         async with self.sessions() as db:
@@ -129,27 +128,9 @@ class Herald:
 
     async def _send(self, notice: orders.Notice) -> None:
         async with self.sessions() as db:
-            conversation = await db.get(Conversation, notice.conversation_id) if notice.conversation_id else None
-            identity = await db.get(ChannelIdentity, conversation.identity_id) if conversation else None
-        if identity is None:
-            return
-        wire = self.messaging.wires.get(identity.channel)
-        if wire is None:
-            return
-        if wire.answers_in_request:  # web chat: to the open page
-            frame = {"type": "reply", "in_reply_to": None, **Reply(notice.text).as_dict()}
-            await self.messaging.state.publish(topic(identity.address), frame)
-            return
-        rendered = wire.render([Reply(notice.text)]).messages[0]
-        await self.messaging.outbox.add(
-            Outgoing(
-                channel=identity.channel,
-                to=identity.address,
-                text=rendered.text,
-                ref=str(NoticeRef(notice.key)),
-                segments=rendered.segments or 1,
-            )
-        )
+            to = await conversant(db, notice.conversation_id)
+            if to is not None and to.channel in self.teller.wires:
+                await self.teller.tell(db, to, notice.text)
 
     async def outcome(self, outcome: orders.Outcome, payments: WeChatPayPayments) -> None:
         """Audit and tell what settling or closing an order came to; refund what served nothing."""

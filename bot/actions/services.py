@@ -253,7 +253,7 @@ class ServiceFormValidation(FormValidationAction, ABC):
         """A question about another service in the middle of this one ("燃气第二档多少钱？" while asked for
         an account number): answered, then this form goes on with a reminder. A transaction cannot be
         started inside another: the citizen is told how to leave this one first."""
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        intent = _intent(tracker)
         other = next((s for s in catalogue().services if s.intent == intent and s is not self.service), None)
         if other is None:
             return None
@@ -286,7 +286,7 @@ class ServiceFormValidation(FormValidationAction, ABC):
 
     def _free_text(self, tracker: Tracker) -> bool:
         """An answer that is neither a command (取消, 菜单) nor another service's request."""
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        intent = _intent(tracker)
         text = tracker.latest_message.get("text") or ""
         return intent in {*FREE_TEXT_INTENTS, self.service.intent} and 0 < len(text) <= MAX_FREE_TEXT
 
@@ -333,7 +333,7 @@ class OfferReply(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         offer = tracker.get_slot("offer")
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        intent = _intent(tracker)
         if intent == "affirm" and _offered(offer) is not None:
             return await take_offer(dispatcher, tracker)
         nothing = NOTHING_TO_CANCEL if intent == "cancel" else NOTHING_TO_CONFIRM
@@ -424,12 +424,18 @@ def _why_not_done(service: Service, tracker: Tracker) -> str:
     return GAVE_UP.format(service=service.name)
 
 
+def _before_this_message(tracker: Tracker) -> list[dict[str, Any]]:
+    """The events before the message being validated, latest first. Rasa puts the requested slot
+    again after that message, so what comes after it says nothing about what was asked."""
+    events = list(reversed(tracker.events))
+    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
+    return events[current + 1 :]
+
+
 def _was_asked(tracker: Tracker, slot: str) -> bool:
     """Whether the message being validated answers the form's question for this slot (and is not the
     request that started the form)."""
-    events = list(reversed(tracker.events))
-    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
-    for event in events[current + 1 :]:
+    for event in _before_this_message(tracker):
         if event.get("event") in ("user", "active_loop"):
             return False
         if event.get("event") == "slot" and event.get("name") == "requested_slot":
@@ -442,10 +448,7 @@ def _times_asked(tracker: Tracker, slot: str) -> int:
     Rasa sets requested_slot each time it asks; a question asked again after answering an aside
     ("您刚才在办理…") does not count: the citizen asked something, they did not fail to answer."""
     asked, asking, aside = 0, False, False
-    events = list(reversed(tracker.events))
-    # Rasa puts the requested slot again after the message being validated: start before that message.
-    current = next((i for i, event in enumerate(events) if event.get("event") == "user"), len(events))
-    for event in events[current + 1 :]:
+    for event in _before_this_message(tracker):
         kind = event.get("event")
         if kind in ("user", "active_loop"):
             asked += asking and not aside

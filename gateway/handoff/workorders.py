@@ -6,14 +6,14 @@ they filed it from, and "我的投诉进度" lists their work orders with where 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway.db import conversations
-from gateway.db.models import Application, ChannelIdentity, Conversation
+from gateway.db.models import Application
+from gateway.outbound.telling import Conversant, conversant
 from intents.handlers.generic import WORK_ORDER_OPENED
 from intents.runtime import city_tz
 from intents.services import catalogue
@@ -29,15 +29,6 @@ NONE = "没有查到您提交的投诉或建议。要投诉或提建议，直接
 LISTED = "您提交的投诉和建议："
 LINE = "{ref} {service}：{status}（{day}提交）"
 SHOWN = 5  # the latest few: an SMS must stay short
-
-
-@dataclass(frozen=True)
-class Filer:
-    """Where the citizen who filed a work order is answered (delivery.Addressee)."""
-
-    channel: str
-    address: str
-    conversation_id: str
 
 
 def service_name(service_id: str) -> str:
@@ -73,15 +64,9 @@ async def progress(db: AsyncSession, channel: str, address: str) -> str:
     return "\n".join([LISTED, *lines])
 
 
-async def filer(db: AsyncSession, order: Application) -> Filer | None:
+async def filer(db: AsyncSession, order: Application) -> Conversant | None:
     """The channel and address the work order was filed from (None when its conversation is gone)."""
-    if order.conversation_id is None:
-        return None
-    conversation = await db.get(Conversation, order.conversation_id)
-    identity = await db.get(ChannelIdentity, conversation.identity_id) if conversation else None
-    if conversation is None or identity is None:
-        return None
-    return Filer(identity.channel, identity.address, conversation.id)
+    return await conversant(db, order.conversation_id)
 
 
 def _day(value: datetime) -> str:
